@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks: torchopt_lite vs torch.optim, TorchOpt 0.7.3 and higher."""

@@ -1,0 +1,51 @@
+"""Timing and reporting helpers shared by every benchmark (1 thread, median of repeats)."""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def single_thread() -> None:
+    """Pin torch to one intra-op thread (the setting every target in the issues uses)."""
+    torch.set_num_threads(1)
+
+
+def has(module: str) -> bool:
+    """Whether an optional anchor (``torchopt``, ``higher``) is installed."""
+    return importlib.util.find_spec(module) is not None
+
+
+def timeit(fn: Callable[[], object], *, repeat: int = 7, number: int = 5, warmup: int = 2) -> float:
+    """Median seconds per call of ``fn`` over ``repeat`` batches of ``number`` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - start) / number)
+    return statistics.median(samples)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def report(title: str, times: dict[str, float], baseline: str, target: str | None = None) -> None:
+    """Print times and ratios to ``baseline``, measured in this one run."""
+    base = times[baseline]
+    print(f"\n## {title}")
+    for name, t in times.items():
+        print(f"  {name:<44s} {t * 1e3:10.3f} ms   {t / base:6.2f}x {baseline}")
+    if target:
+        print(f"  target: {target}")

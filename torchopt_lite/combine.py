@@ -1,0 +1,27 @@
+"""Compose transformations."""
+
+from __future__ import annotations
+
+from torchopt_lite.base import ChainedGradientTransformation, GradientTransformation
+
+__all__ = ["chain", "chain_flat"]
+
+
+def chain(*transformations: GradientTransformation) -> GradientTransformation:
+    """Apply transformations in order; nested chains are flattened, identities dropped.
+
+    A chain of one transformation returns that transformation itself.
+
+    Example:
+        >>> import torchopt_lite as to
+        >>> opt = to.chain(to.clip_grad_norm(max_norm=1.0), to.adam(lr=1e-3))
+    """
+    parts = ChainedGradientTransformation(*transformations).transformations
+    if len(parts) == 1:
+        return parts[0]
+    return ChainedGradientTransformation(*parts)
+
+
+def chain_flat(*transformations: GradientTransformation) -> GradientTransformation:
+    """Same as :func:`chain` (TorchOpt name; every chain here already flattens once per step)."""
+    return chain(*transformations)

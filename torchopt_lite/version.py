@@ -1,0 +1,3 @@
+"""Version of torchopt_lite."""
+
+__version__ = "0.1.0"
