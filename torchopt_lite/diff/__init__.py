@@ -1,0 +1,1 @@
+"""Differentiation modes: explicit (unrolled), implicit (custom_root) and zero-order."""
