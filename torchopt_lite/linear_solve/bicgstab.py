@@ -1,0 +1,58 @@
+"""``solve_bicgstab``: BiCGSTAB for general (non-symmetric) systems."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torchopt_lite import linalg
+from torchopt_lite.linear_solve._common import check_krylov
+from torchopt_lite.linear_solve.utils import make_ridge_matvec
+from torchopt_lite.typing import LinearSolver, TensorTree
+
+
+def solve_bicgstab(
+    *,
+    ridge: float | None = None,
+    init: TensorTree | None = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
+    strict: bool | None = None,
+) -> LinearSolver:
+    r"""Return ``solve(matvec, b)`` solving :math:`(A + \mathrm{ridge}\,I)\,x = b` by BiCGSTAB.
+
+    For non-symmetric :math:`A` (fixed points :math:`x = T(x, \theta)`, optimality conditions
+    that are not gradients) without squaring the condition number as normal CG does. Two
+    matvecs per step; see :func:`torchopt_lite.linalg.bicgstab`.
+
+    Args:
+        ridge: optional :math:`\mathrm{ridge} \ge 0` added to the diagonal.
+        init: initial guess shaped like ``b`` (zeros if ``None``).
+        rtol: relative tolerance on the residual norm.
+        atol: absolute tolerance on the residual norm.
+        maxiter: maximum number of steps (``None``: ``10 * b.numel()``).
+        M: right preconditioner approximating :math:`(A + \mathrm{ridge}\,I)^{-1}`.
+        strict: non-convergence policy (``None``: raise unless ``maxiter`` is given).
+
+    Returns:
+        A linear solver ``solve(matvec, b) -> x``.
+
+    Example:
+        >>> A = torch.tensor([[3.0, 1.0], [-1.0, 2.0]])
+        >>> solve_bicgstab()(lambda x: A @ x, torch.tensor([4.0, 1.0]))
+        tensor([1.0000, 1.0000])
+
+    Note:
+        Not in TorchOpt.
+    """
+    check_krylov("solve_bicgstab", ridge, rtol, atol, maxiter)
+
+    def solve(matvec: Callable[[TensorTree], TensorTree], b: TensorTree) -> TensorTree:
+        if ridge is not None:
+            matvec = make_ridge_matvec(matvec, ridge=ridge)
+        return linalg.bicgstab(
+            matvec, b, init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
+        )
+
+    return solve

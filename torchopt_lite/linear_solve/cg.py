@@ -1,0 +1,58 @@
+"""``solve_cg``: conjugate gradient for symmetric positive definite systems."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torchopt_lite import linalg
+from torchopt_lite.linear_solve._common import check_krylov
+from torchopt_lite.linear_solve.utils import make_ridge_matvec
+from torchopt_lite.typing import LinearSolver, TensorTree
+
+
+def solve_cg(
+    *,
+    ridge: float | None = None,
+    init: TensorTree | None = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
+    strict: bool | None = None,
+) -> LinearSolver:
+    r"""Return ``solve(matvec, b)`` solving :math:`(A + \mathrm{ridge}\,I)\,x = b` by CG.
+
+    :math:`A` must be symmetric positive definite (a Hessian at a strict minimum, for example).
+    One matvec per step; see :func:`torchopt_lite.linalg.cg` for the iteration, the stopping
+    rule and ``strict``.
+
+    Args:
+        ridge: optional :math:`\mathrm{ridge} \ge 0` added to the diagonal.
+        init: initial guess shaped like ``b`` (zeros if ``None``).
+        rtol: relative tolerance on the residual norm.
+        atol: absolute tolerance on the residual norm.
+        maxiter: maximum number of steps (``None``: ``10 * b.numel()``).
+        M: preconditioner approximating :math:`(A + \mathrm{ridge}\,I)^{-1}`.
+        strict: non-convergence policy (``None``: raise unless ``maxiter`` is given).
+
+    Returns:
+        A linear solver ``solve(matvec, b) -> x``.
+
+    Example:
+        >>> A = torch.tensor([[2.0, 0.5], [0.5, 1.0]])
+        >>> solve = solve_cg(ridge=1.0)
+        >>> solve(lambda x: A @ x, torch.tensor([1.0, 1.0]))
+        tensor([0.2609, 0.4348])
+
+    Note:
+        TorchOpt's factory takes ``**kwargs``, so a misspelt option fails only at the first
+        solve; these options are explicit and validated here.
+    """
+    check_krylov("solve_cg", ridge, rtol, atol, maxiter)
+
+    def solve(matvec: Callable[[TensorTree], TensorTree], b: TensorTree) -> TensorTree:
+        if ridge is not None:
+            matvec = make_ridge_matvec(matvec, ridge=ridge)
+        return linalg.cg(matvec, b, init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict)
+
+    return solve
