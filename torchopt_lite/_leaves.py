@@ -112,6 +112,8 @@ def leafwise_update(
             )
     present = [i for i, leaf in enumerate(leaves) if leaf is not None]
     n = len(leaves)
+    if not present:  # nothing to transform: an empty tree, or no gradient at all
+        return updates, state
     if len(present) == n:
         new_leaves, new_state = impl.update(leaves, state, params_leaves, inplace)
         return optree.tree_unflatten(spec, new_leaves), new_state

@@ -89,7 +89,7 @@ class GradientTransformation(NamedTuple):
     init: TransformInitFn
     update: TransformUpdateFn
 
-    def chain(self, next: GradientTransformation) -> ChainedGradientTransformation:  # noqa: A002
+    def chain(self, next: GradientTransformation) -> ChainedGradientTransformation:
         """Return ``chain(self, next)``: apply ``self`` first, then ``next``."""
         return ChainedGradientTransformation(self, next)
 
@@ -108,6 +108,7 @@ class LeafwiseTransformation(GradientTransformation):
     _leafwise: Leafwise
 
     def __new__(cls, impl: Leafwise) -> LeafwiseTransformation:
+        """Build ``init``/``update`` that flatten once around ``impl``."""
         from torchopt_lite._leaves import leafwise_init, leafwise_update
 
         def init_fn(params: Params) -> OptState:
@@ -138,33 +139,42 @@ def _flatten_chain(
     for t in transformations:
         if isinstance(t, ChainedGradientTransformation):
             flat.extend(t.transformations)
-        elif isinstance(t, IdentityGradientTransformation):
-            continue
         elif isinstance(t, GradientTransformation):
             flat.append(t)
         else:
             raise TypeError(
-                "chain: every argument must be a GradientTransformation; "
-                f"got {type(t).__name__}."
+                f"chain: every argument must be a GradientTransformation; got {type(t).__name__}."
             )
     return tuple(flat)
+
+
+FusedStep = Callable[[list[Tensor], Any, "list[Tensor] | None"], "tuple[list[Tensor], Any] | None"]
+"""A fused kernel for a whole chain's in-place step: ``(leaves, state, params) -> (leaves, state)``,
+or ``None`` when it does not apply to these inputs (the transformations then run one by one)."""
 
 
 class ChainedGradientTransformation(GradientTransformation):
     """Transformations applied one after the other; nested chains are flattened.
 
+    Identities are kept, so the state has one entry per transformation, as in TorchOpt.
+
     The state is a tuple with one entry per (flattened) transformation. When every part has a
-    leafwise implementation, the chain flattens the pytree once per step for all of them.
+    leafwise implementation, the chain flattens the pytree once per step for all of them, and
+    an optional ``fused`` kernel may replace the whole in-place step (the aliases use one for
+    Adam); it must produce the same state and updates as running the parts.
     """
 
     transformations: tuple[GradientTransformation, ...]
     _leafwise: Leafwise | None
 
-    def __new__(cls, *transformations: GradientTransformation) -> ChainedGradientTransformation:
+    def __new__(
+        cls, *transformations: GradientTransformation, fused: FusedStep | None = None
+    ) -> ChainedGradientTransformation:
+        """Chain ``transformations`` (flattening nested chains)."""
         parts = _flatten_chain(transformations)
         impls = [t.leafwise() for t in parts]
         if all(impl is not None for impl in impls):
-            impl = _chain_leafwise([i for i in impls if i is not None])
+            impl = _chain_leafwise([i for i in impls if i is not None], fused)
             lw = LeafwiseTransformation(impl)
             init_fn, update_fn = lw.init, lw.update
         else:
@@ -201,7 +211,7 @@ def _check_chain_state(state: Any, n: int) -> None:
         )
 
 
-def _chain_leafwise(impls: Sequence[Leafwise]) -> Leafwise:
+def _chain_leafwise(impls: Sequence[Leafwise], fused: FusedStep | None = None) -> Leafwise:
     def init(leaves: Sequence[Tensor]) -> tuple[Any, ...]:
         return tuple(impl.init(leaves) for impl in impls)
 
@@ -209,6 +219,10 @@ def _chain_leafwise(impls: Sequence[Leafwise]) -> Leafwise:
         leaves: list[Tensor], state: Any, params: list[Tensor] | None, inplace: bool
     ) -> tuple[list[Tensor], tuple[Any, ...]]:
         _check_chain_state(state, len(impls))
+        if inplace and fused is not None:
+            result = fused(leaves, state, params)
+            if result is not None:
+                return result
         new_state = []
         for impl, s in zip(impls, state, strict=True):
             leaves, s = impl.update(leaves, s, params, inplace)
@@ -241,6 +255,8 @@ class IdentityGradientTransformation(GradientTransformation):
     """The transformation that returns updates unchanged; ``chain`` drops it."""
 
     def __new__(cls) -> IdentityGradientTransformation:
+        """Build the identity."""
+
         def init_fn(params: Params) -> OptState:
             return EmptyState()
 

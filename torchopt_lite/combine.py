@@ -8,7 +8,7 @@ __all__ = ["chain", "chain_flat"]
 
 
 def chain(*transformations: GradientTransformation) -> GradientTransformation:
-    """Apply transformations in order; nested chains are flattened, identities dropped.
+    """Apply transformations in order; nested chains are flattened.
 
     A chain of one transformation returns that transformation itself.
 

@@ -16,7 +16,8 @@ def apply_updates(params: Params, updates: Updates, *, inplace: bool = True) -> 
     Args:
         params: a tree of tensors.
         updates: a tree of the same structure; a ``None`` update leaves its parameter as is.
-        inplace: add into ``params`` (one ``torch._foreach_add_`` under ``no_grad``) if ``True``; return new tensors (differentiable) if ``False``.
+        inplace: add into ``params`` (one ``torch._foreach_add_`` under ``no_grad``) if
+            ``True``; return new tensors (differentiable) if ``False``.
 
     Returns:
         The updated tree (the same tensors as ``params`` when ``inplace=True``).

@@ -1,0 +1,94 @@
+"""Fused in-place Adam for a whole ``adam``/``adamw`` chain (one kernel pass, no temporaries).
+
+``torch._fused_adamw_`` updates ``param <- param * (1 - lr * wd) - lr * step(grad)``. Passing the
+update buffer as both ``param`` and ``grad`` with ``wd = 1 / lr`` zeroes the first term, so the
+kernel writes ``-lr * step(g)`` straight into the gradient buffer while updating the moments: the
+exact in-place semantics of ``scale_by_adam`` followed by ``scale(-lr)``, in one pass over
+``g, m, v`` and with no extra memory. The kernel reads each element before writing it, which
+``tests/alias/test_fused.py`` checks against the unfused path for every dtype we dispatch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from torchopt_lite._leaves import check_leaf_state
+from torchopt_lite.base import FusedStep, GradientTransformation
+from torchopt_lite.transform.scale_by_adam import ScaleByAdamState
+
+_FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _exact_inverse(lr: float) -> float | None:
+    """A float ``wd`` with ``1 - lr * wd == 0`` exactly in double precision, if there is one."""
+    wd = 1.0 / lr
+    for candidate in (wd, math.nextafter(wd, math.inf), math.nextafter(wd, -math.inf)):
+        if 1.0 - lr * candidate == 0.0:
+            return candidate
+    return None
+
+
+def _uniform(leaves: list[Tensor]) -> bool:
+    first = leaves[0]
+    if first.dtype not in _FUSED_DTYPES or first.device.type not in ("cpu", "cuda"):
+        return False
+    dtype, device = first.dtype, first.device
+    return all(x.dtype == dtype and x.device == device and not x.requires_grad for x in leaves)
+
+
+def fused_adam_step(
+    parts: tuple[GradientTransformation, ...],
+    *,
+    lr: Any,
+    b1: float,
+    b2: float,
+    eps: float,
+    eps_root: float,
+    decoupled_weight_decay: float = 0.0,
+) -> FusedStep | None:
+    """The fused in-place step for ``chain(flip, scale_by_adam, [decay,] scale_by_neg_lr)``.
+
+    Returns ``None`` (no fused path) when the chain has options the kernel cannot express: a
+    schedule or tensor learning rate, ``eps_root``, or a zero learning rate.
+    """
+    if not isinstance(lr, int | float) or lr <= 0 or eps_root != 0.0:
+        return None
+    wd = _exact_inverse(float(lr))
+    if wd is None:
+        return None
+    flip = parts[0].leafwise()
+    if flip is None:
+        return None
+    adam_index = 1
+
+    def step(
+        leaves: list[Tensor], state: Any, params: list[Tensor] | None
+    ) -> tuple[list[Tensor], Any] | None:
+        adam_state = state[adam_index]
+        if not isinstance(adam_state, ScaleByAdamState) or not leaves:
+            return None
+        check_leaf_state("adam", "mu", leaves, adam_state.mu)
+        if adam_state.mu[0].requires_grad or not _uniform(leaves):
+            return None
+        if decoupled_weight_decay and params is None:
+            return None  # the unfused path raises its error message
+        g, flip_state = flip.update(leaves, state[0], params, True)
+        mu, nu = list(adam_state.mu), list(adam_state.nu)
+        count = adam_state.count.add_(1)
+        torch._fused_adamw_(
+            g, g, mu, nu, [], [count] * len(g),
+            lr=float(lr), beta1=b1, beta2=b2, weight_decay=wd, eps=eps,
+            amsgrad=False, maximize=False,
+        )  # fmt: skip
+        if decoupled_weight_decay and params is not None:
+            torch._foreach_add_(g, params, alpha=-float(lr) * decoupled_weight_decay)
+        new_state = list(state)
+        new_state[0] = flip_state
+        new_state[adam_index] = ScaleByAdamState(tuple(mu), tuple(nu), count)
+        return g, tuple(new_state)
+
+    return step

@@ -1,0 +1,68 @@
+"""Building blocks shared by the aliases: sign flip with coupled weight decay, ``-lr`` scaling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from torchopt_lite._checks import check_nonnegative
+from torchopt_lite.base import EmptyState, GradientTransformation, Leafwise, LeafwiseTransformation
+from torchopt_lite.base import identity as identity
+from torchopt_lite.transform._ops import ops_for
+from torchopt_lite.transform.scale import scale, scale_by_schedule
+from torchopt_lite.typing import ScalarOrSchedule
+
+__all__ = ["flip_sign_and_add_weight_decay", "scale_by_neg_lr"]
+
+
+def flip_sign_and_add_weight_decay(
+    weight_decay: float = 0.0, maximize: bool = False
+) -> GradientTransformation:
+    r"""Negate the updates if maximizing, then add coupled weight decay.
+
+    .. math:: g \leftarrow \pm g + \lambda \theta
+
+    Example:
+        >>> t = flip_sign_and_add_weight_decay(weight_decay=0.5, maximize=True)
+        >>> p = torch.ones(2)
+        >>> t.update(torch.ones(2), t.init(p), params=p)[0]
+        tensor([-0.5000, -0.5000])
+    """
+    check_nonnegative("flip_sign_and_add_weight_decay", "weight_decay", weight_decay)
+    if weight_decay == 0.0 and not maximize:
+        return identity()
+
+    def update(g: list[Tensor], state: Any, params: Any, inplace: bool) -> tuple[Any, Any]:
+        ops = ops_for(inplace)
+        if maximize:
+            g = ops.neg(g)
+        if weight_decay != 0.0:
+            if params is None:
+                raise ValueError(
+                    "flip_sign_and_add_weight_decay: params must be passed to update() when "
+                    "weight_decay > 0 (update(updates, state, params=params))."
+                )
+            g = ops.add(g, params, alpha=weight_decay)
+        return g, state
+
+    return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update))
+
+
+def scale_by_neg_lr(lr: ScalarOrSchedule) -> GradientTransformation:
+    r"""Scale by :math:`-\alpha`: a float, a 0-d tensor (learnable) or a schedule ``count -> lr``.
+
+    Example:
+        >>> t = scale_by_neg_lr(0.1)
+        >>> t.update(torch.ones(1), t.init(torch.ones(1)))[0]
+        tensor([-0.1000])
+    """
+    check_nonnegative("scale_by_neg_lr", "lr", lr, what="learning rate")
+    if callable(lr):
+        schedule = lr
+
+        def neg_schedule(count: Tensor) -> Any:
+            return -schedule(count)
+
+        return scale_by_schedule(neg_schedule)
+    return scale(-lr)

@@ -1,0 +1,157 @@
+"""Multi-tensor primitives in two modes: in place (fast) and pure (differentiable).
+
+Every transform writes its formula once against an ``ops`` namespace. ``INPLACE`` members mutate
+and return their first argument; ``PURE`` members return new tensors and never mutate, so autograd
+can differentiate through them. Scalars may be Python numbers or 0-d tensors (a tensor learning
+rate that requires grad); a 0-d tensor is repeated into a list, which is the form out-of-place
+foreach ops differentiate correctly with more than one leaf (torch 2.13).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Leaves = list[Tensor]
+Seq = list[Tensor] | tuple[Tensor, ...]
+
+
+def _scalars(value: Any, n: int) -> Any:
+    if isinstance(value, Tensor):
+        return [value] * n
+    return value
+
+
+class _Pure:
+    """Out-of-place twins: new tensors, differentiable."""
+
+    inplace = False
+
+    @staticmethod
+    def mul(xs: Seq, s: Any) -> Leaves:
+        if isinstance(s, list):
+            return list(torch._foreach_mul(xs, s))
+        return list(torch._foreach_mul(xs, _scalars(s, len(xs))))
+
+    @staticmethod
+    def div(xs: Seq, ys: Any) -> Leaves:
+        return list(torch._foreach_div(xs, _scalars(ys, len(xs))))
+
+    @staticmethod
+    def add(xs: Seq, ys: Seq, alpha: float = 1.0) -> Leaves:
+        return list(torch._foreach_add(xs, ys, alpha=alpha))
+
+    @staticmethod
+    def add_scalar(xs: Seq, s: Any) -> Leaves:
+        if isinstance(s, Tensor):
+            return [x + s for x in xs]
+        return list(torch._foreach_add(xs, s))
+
+    @staticmethod
+    def lerp(xs: Seq, ys: Seq, w: float) -> Leaves:
+        return list(torch._foreach_lerp(xs, ys, w))
+
+    @staticmethod
+    def addcmul(xs: Seq, a: Seq, b: Seq, v: float) -> Leaves:
+        return list(torch._foreach_addcmul(xs, a, b, value=v))
+
+    @staticmethod
+    def addcdiv(xs: Seq, a: Seq, b: Seq, v: float) -> Leaves:
+        return list(torch._foreach_addcdiv(xs, a, b, value=v))
+
+    @staticmethod
+    def sqrt(xs: Seq) -> Leaves:
+        return list(torch._foreach_sqrt(xs))
+
+    @staticmethod
+    def neg(xs: Seq) -> Leaves:
+        return list(torch._foreach_neg(xs))
+
+    @staticmethod
+    def maximum(xs: Seq, ys: Seq) -> Leaves:
+        return list(torch._foreach_maximum(xs, ys))
+
+    @staticmethod
+    def copy(xs: Seq, ys: Seq) -> Leaves:
+        return list(ys)
+
+
+class _InPlace:
+    """In-place members: overwrite and return the first argument."""
+
+    inplace = True
+
+    @staticmethod
+    def mul(xs: Leaves, s: Any) -> Leaves:
+        torch._foreach_mul_(xs, s)
+        return xs
+
+    @staticmethod
+    def div(xs: Leaves, ys: Any) -> Leaves:
+        torch._foreach_div_(xs, ys)
+        return xs
+
+    @staticmethod
+    def add(xs: Leaves, ys: Seq, alpha: float = 1.0) -> Leaves:
+        torch._foreach_add_(xs, ys, alpha=alpha)
+        return xs
+
+    @staticmethod
+    def add_scalar(xs: Leaves, s: Any) -> Leaves:
+        if isinstance(s, Tensor):
+            torch._foreach_add_(xs, [s] * len(xs))
+        else:
+            torch._foreach_add_(xs, s)
+        return xs
+
+    @staticmethod
+    def lerp(xs: Leaves, ys: Seq, w: float) -> Leaves:
+        torch._foreach_lerp_(xs, ys, w)
+        return xs
+
+    @staticmethod
+    def addcmul(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+        torch._foreach_addcmul_(xs, a, b, value=v)
+        return xs
+
+    @staticmethod
+    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+        torch._foreach_addcdiv_(xs, a, b, value=v)
+        return xs
+
+    @staticmethod
+    def sqrt(xs: Leaves) -> Leaves:
+        torch._foreach_sqrt_(xs)
+        return xs
+
+    @staticmethod
+    def neg(xs: Leaves) -> Leaves:
+        torch._foreach_neg_(xs)
+        return xs
+
+    @staticmethod
+    def maximum(xs: Leaves, ys: Seq) -> Leaves:
+        torch._foreach_maximum_(xs, ys)
+        return xs
+
+    @staticmethod
+    def copy(xs: Leaves, ys: Seq) -> Leaves:
+        torch._foreach_copy_(xs, ys)
+        return xs
+
+
+PURE = _Pure()
+INPLACE = _InPlace()
+Ops = _Pure | _InPlace
+
+
+def ops_for(inplace: bool) -> Ops:
+    """The one place the mode is read."""
+    return INPLACE if inplace else PURE
+
+
+def fresh(xs: Seq, inplace: bool) -> Leaves:
+    """Buffers a transform may overwrite: the inputs themselves in place, else new leaves."""
+    return list(xs) if inplace else [x.clone() for x in xs]

@@ -1,0 +1,122 @@
+"""Weight decay added to the updates, and masking a transformation to some leaves."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import optree
+from torch import Tensor
+
+from torchopt_lite._checks import check_nonnegative
+from torchopt_lite._leaves import flatten_tensors
+from torchopt_lite.base import (
+    EmptyState,
+    GradientTransformation,
+    Leafwise,
+    LeafwiseTransformation,
+    identity,
+)
+from torchopt_lite.transform._ops import ops_for
+
+Mask = Any  # a tree of bools shaped like params, or a callable params -> such a tree
+
+
+class MaskedNode(NamedTuple):
+    """Stands in the inner state for a leaf the mask excludes."""
+
+
+class MaskedState(NamedTuple):
+    """State of :func:`masked`: the inner transformation's state over the selected leaves."""
+
+    inner_state: Any
+
+
+def _params_required(caller: str) -> ValueError:
+    return ValueError(
+        f"{caller}: params must be passed to update() (update(updates, state, params=params))."
+    )
+
+
+def _decay(weight_decay: float) -> LeafwiseTransformation:
+    def update(g: list[Tensor], state: Any, params: Any, inplace: bool) -> tuple[Any, Any]:
+        if params is None:
+            raise _params_required("add_decayed_weights")
+        return ops_for(inplace).add(g, params, alpha=weight_decay), state
+
+    return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update))
+
+
+def add_decayed_weights(
+    weight_decay: float = 0.0, mask: Mask | None = None
+) -> GradientTransformation:
+    r"""Add decoupled weight decay to the updates: :math:`u \leftarrow u + \lambda \theta`.
+
+    Args:
+        weight_decay: :math:`\lambda \ge 0`.
+        mask: a tree of bools shaped like the params (or a callable ``params -> tree``) that
+            selects the leaves to decay; ``None`` decays every leaf.
+
+    Example:
+        >>> t = add_decayed_weights(0.1)
+        >>> p = torch.ones(2)
+        >>> t.update(torch.zeros(2), t.init(p), params=p)[0]
+        tensor([0.1000, 0.1000])
+    """
+    check_nonnegative("add_decayed_weights", "weight_decay", weight_decay, what="weight_decay")
+    if weight_decay == 0.0:
+        return identity()
+    inner = _decay(weight_decay)
+    return inner if mask is None else masked(inner, mask)
+
+
+def _mask_leaves(mask: Mask, params: Any, spec: optree.PyTreeSpec, caller: str) -> list[bool]:
+    tree = mask(params) if callable(mask) else mask
+    leaves, mask_spec = optree.tree_flatten(tree, none_is_leaf=True)
+    if mask_spec != spec:
+        raise ValueError(
+            f"{caller}: mask must have the same tree structure as params; "
+            f"params: {spec}, mask: {mask_spec}."
+        )
+    return [bool(x) for x in leaves]
+
+
+def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:
+    """Apply ``inner`` only to the leaves where ``mask`` is ``True``; others pass through.
+
+    The inner transformation sees a flat tuple of the selected leaves, so its state has one entry
+    per selected leaf.
+
+    Example:
+        >>> from torchopt_lite.transform import scale
+        >>> t = masked(scale(0.0), {"a": True, "b": False})
+        >>> g = {"a": torch.ones(1), "b": torch.ones(1)}
+        >>> t.update(g, t.init(g))[0]
+        {'a': tensor([0.]), 'b': tensor([1.])}
+    """
+
+    def init_fn(params: Any) -> MaskedState:
+        leaves, spec = flatten_tensors(params, "params", "masked")
+        keep = _mask_leaves(mask, params, spec, "masked")
+        return MaskedState(inner.init(tuple(x for x, k in zip(leaves, keep, strict=True) if k)))
+
+    def update_fn(
+        updates: Any, state: MaskedState, *, params: Any = None, inplace: bool = True
+    ) -> tuple[Any, MaskedState]:
+        leaves, spec = flatten_tensors(updates, "updates", "masked")
+        if callable(mask) and params is None:
+            raise _params_required("masked")
+        keep = _mask_leaves(mask, params if callable(mask) else updates, spec, "masked")
+        index = [i for i, k in enumerate(keep) if k]
+        sub_params = None
+        if params is not None:
+            p_leaves = optree.tree_leaves(params, none_is_leaf=True)
+            sub_params = tuple(p_leaves[i] for i in index)
+        sub, inner_state = inner.update(
+            tuple(leaves[i] for i in index), state.inner_state, params=sub_params, inplace=inplace
+        )
+        out = list(leaves)
+        for i, x in zip(index, sub, strict=True):
+            out[i] = x
+        return optree.tree_unflatten(spec, out), MaskedState(inner_state)
+
+    return GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,47 @@
+"""AdaGrad's rescaling: by the root of the sum of squared updates."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from torchopt_lite._checks import check_nonnegative
+from torchopt_lite._leaves import check_leaf_state
+from torchopt_lite.base import Leafwise, LeafwiseTransformation
+from torchopt_lite.transform._moments import rsqrt_denominator
+from torchopt_lite.transform._ops import ops_for
+
+
+class ScaleByRssState(NamedTuple):
+    """State of :func:`scale_by_rss`: the running sum of squares."""
+
+    sum_of_squares: tuple[Tensor, ...]
+
+
+def scale_by_rss(
+    initial_accumulator_value: float = 0.0, eps: float = 1e-10
+) -> LeafwiseTransformation:
+    r"""Divide updates by the root of the running sum of their squares (see :func:`adagrad`).
+
+    .. math::
+        s_t = s_{t-1} + g_t^2, \qquad u_t = g_t / (\sqrt{s_t} + \epsilon)
+    """
+    check_nonnegative("scale_by_rss", "initial_accumulator_value", initial_accumulator_value)
+    check_nonnegative("scale_by_rss", "eps", eps, what="epsilon")
+
+    def init(leaves: Any) -> ScaleByRssState:
+        return ScaleByRssState(
+            sum_of_squares=tuple(torch.full_like(x, initial_accumulator_value) for x in leaves)
+        )
+
+    def update(
+        g: list[Tensor], state: ScaleByRssState, params: Any, inplace: bool
+    ) -> tuple[list[Tensor], ScaleByRssState]:
+        check_leaf_state("scale_by_rss", "sum_of_squares", g, state.sum_of_squares)
+        ops = ops_for(inplace)
+        sos = ops.addcmul(list(state.sum_of_squares), g, g, 1.0)
+        return ops.div(g, rsqrt_denominator(ops, sos, eps)), ScaleByRssState(tuple(sos))
+
+    return LeafwiseTransformation(Leafwise(init, update))

@@ -1,0 +1,69 @@
+"""Momentum (heavy-ball and Nesterov) with dampening, as in ``torch.optim.SGD``."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from torchopt_lite._checks import check_nonnegative
+from torchopt_lite._leaves import check_leaf_state, zeros_like_leaves
+from torchopt_lite.base import GradientTransformation, Leafwise, LeafwiseTransformation, identity
+from torchopt_lite.transform._moments import next_count, zero_count
+from torchopt_lite.transform._ops import PURE, ops_for
+
+
+class TraceState(NamedTuple):
+    """State of :func:`trace`: the momentum buffer and the step count."""
+
+    trace: tuple[Tensor, ...]
+    count: Tensor  # type: ignore[assignment]  # TorchOpt's name; shadows tuple.count
+
+
+def trace(
+    momentum: float = 0.9,
+    dampening: float = 0.0,
+    nesterov: bool = False,
+    moment_requires_grad: bool = False,
+) -> GradientTransformation:
+    r"""Accumulate a momentum trace of the updates (see :func:`sgd`).
+
+    .. math::
+        b_1 = g_1, \qquad b_t = \mu b_{t-1} + (1 - \tau) g_t, \qquad
+        u_t = \begin{cases} g_t + \mu b_t & \text{nesterov} \\ b_t & \text{otherwise}\end{cases}
+
+    With ``momentum == 0`` this is the identity.
+
+    Note:
+        TorchOpt detects the first step with a Python flag held by the transformation, which
+        breaks when one transformation serves two states; here the step count lives in the
+        state.
+    """
+    check_nonnegative("trace", "momentum", momentum)
+    check_nonnegative("trace", "dampening", dampening)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("trace: Nesterov momentum requires a momentum and zero dampening.")
+    if momentum == 0:
+        return identity()
+
+    def init(leaves: Any) -> TraceState:
+        return TraceState(
+            trace=zeros_like_leaves(leaves, moment_requires_grad), count=zero_count(leaves)
+        )
+
+    def update(
+        g: list[Tensor], state: TraceState, params: Any, inplace: bool
+    ) -> tuple[list[Tensor], TraceState]:
+        check_leaf_state("trace", "trace", g, state.trace)
+        ops = ops_for(inplace)
+        buf = ops.mul(list(state.trace), momentum)
+        if dampening == 0:  # b_0 = 0 makes the first step b_1 = g_1 exactly
+            buf = ops.add(buf, g)
+        else:
+            weight = torch.where(state.count == 0, 1.0, 1.0 - dampening).to(g[0].dtype)
+            buf = ops.add(buf, PURE.mul(g, weight))
+        u = ops.add(g, buf, alpha=momentum) if nesterov else ops.copy(g, buf)
+        return u, TraceState(trace=tuple(buf), count=next_count(state.count, inplace))
+
+    return LeafwiseTransformation(Leafwise(init, update))
