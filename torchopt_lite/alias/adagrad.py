@@ -7,6 +7,7 @@ from typing import Any
 from torchopt_lite._checks import check_nonnegative
 from torchopt_lite.alias.utils import flip_sign_and_add_weight_decay, scale_by_neg_lr
 from torchopt_lite.base import ChainedGradientTransformation
+from torchopt_lite.schedule._count import as_float
 from torchopt_lite.transform.scale import scale_by_schedule
 from torchopt_lite.transform.scale_by_rss import scale_by_rss
 from torchopt_lite.typing import ScalarOrSchedule
@@ -43,7 +44,7 @@ def adagrad(
     check_nonnegative("adagrad", "weight_decay", weight_decay, what="weight_decay")
 
     def decay(count: Any) -> Any:
-        return 1.0 / (1.0 + lr_decay * count)
+        return 1.0 / (1.0 + lr_decay * as_float(count))
 
     return ChainedGradientTransformation(
         flip_sign_and_add_weight_decay(weight_decay=weight_decay, maximize=maximize),

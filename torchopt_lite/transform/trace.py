@@ -61,7 +61,8 @@ def trace(
         if dampening == 0:  # b_0 = 0 makes the first step b_1 = g_1 exactly
             buf = ops.add(buf, g)
         else:
-            weight = torch.where(state.count == 0, 1.0, 1.0 - dampening).to(g[0].dtype)
+            first = state.count == 0  # b_1 = g_1 undamped, as torch.optim.SGD
+            weight = torch.where(first, 1.0, torch.tensor(1.0 - dampening, dtype=torch.float64))
             buf = ops.add(buf, PURE.mul(g, weight))
         u = ops.add(g, buf, alpha=momentum) if nesterov else ops.copy(g, buf)
         return u, TraceState(trace=tuple(buf), count=next_count(state.count, inplace))
