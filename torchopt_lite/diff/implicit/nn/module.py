@@ -1,0 +1,201 @@
+"""``ImplicitMetaGradientModule``: an inner problem as a module, differentiated implicitly."""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from torchopt_lite.diff.implicit.decorator import custom_root
+from torchopt_lite.nn.module import MetaGradientModule
+from torchopt_lite.nn.stateless import reparametrize, swap_state
+from torchopt_lite.typing import LinearSolver
+
+Names = tuple[str, ...]
+
+
+def _named(
+    module: ImplicitMetaGradientModule,
+) -> tuple[Names, tuple[Tensor, ...], Names, tuple[Tensor, ...]]:
+    params = tuple(module.named_parameters())
+    metas = tuple(module.named_meta_parameters())
+    cls = type(module).__name__
+    if not params:
+        raise RuntimeError(
+            f"{cls}.solve: the module has no parameters; assign the inner variables as "
+            "attributes (tensors that require grad) in __init__."
+        )
+    if not metas:
+        raise RuntimeError(
+            f"{cls}.solve: the module has no meta-parameters; pass the meta-parameters "
+            "(tensors that require grad, or a meta-module) to the constructor."
+        )
+    return (
+        tuple(n for n, _ in params),
+        tuple(p for _, p in params),
+        tuple(n for n, _ in metas),
+        tuple(p for _, p in metas),
+    )
+
+
+def _pairs(names: Names, tensors: tuple[Tensor, ...]) -> dict[str, Tensor]:
+    return dict(zip(names, tensors, strict=True))
+
+
+def _optimality(
+    params: tuple[Tensor, ...],
+    metas: tuple[Tensor, ...],
+    module: ImplicitMetaGradientModule,
+    names: Names,
+    meta_names: Names,
+    *input: Any,
+    **kwargs: Any,
+) -> tuple[Tensor, ...]:
+    """The module's optimality residual at ``params`` and ``metas`` (a stateless call)."""
+    with reparametrize(module, _pairs(names + meta_names, params + metas)):
+        out = module.optimality(*input, **kwargs)
+    return tuple(out) if isinstance(out, (list, tuple)) else out
+
+
+def _objective(
+    params: tuple[Tensor, ...],
+    metas: tuple[Tensor, ...],
+    module: ImplicitMetaGradientModule,
+    names: Names,
+    meta_names: Names,
+    *input: Any,
+    **kwargs: Any,
+) -> Tensor:
+    with reparametrize(module, _pairs(names + meta_names, params + metas)):
+        return module.objective(*input, **kwargs)
+
+
+def _solve(
+    params: tuple[Tensor, ...],
+    metas: tuple[Tensor, ...],
+    module: ImplicitMetaGradientModule,
+    names: Names,
+    meta_names: Names,
+    *input: Any,
+    **kwargs: Any,
+) -> tuple[tuple[Tensor, ...], Any]:
+    """Run the user's ``solve`` (which updates the module in place); return (params, output)."""
+    output = type(module)._raw_solve(module, *input, **kwargs)
+    return tuple(p for _, p in module.named_parameters()), output
+
+
+class ImplicitMetaGradientModule(MetaGradientModule, metaclass=abc.ABCMeta):
+    r"""Base class for an inner problem whose solution is differentiated implicitly.
+
+    A subclass holds the inner variables :math:`x` as parameters and receives the
+    meta-parameters :math:`\theta` (tensors or modules) in its constructor (see
+    :class:`~torchopt_lite.nn.MetaGradientModule`). It defines:
+
+    * ``solve(*input)``: updates the parameters in place to a solution :math:`x^\star(\theta)`
+      (any method; it runs under ``no_grad``, so wrap an autograd inner loop in
+      ``torch.enable_grad()``) and returns anything;
+    * ``optimality(*input)``: the residual :math:`F(x, \theta)`, a tuple shaped like
+      ``tuple(self.parameters())``; or ``objective(*input)``: a scalar :math:`f(x, \theta)`,
+      and then :math:`F = \nabla_x f`.
+
+    After ``module.solve(*input)``, the parameters carry :func:`custom_root` gradients:
+
+    .. math::
+        \frac{\partial x^\star}{\partial \theta} = -\left(\partial_x F\right)^{-1}
+        \partial_\theta F,
+
+    so an outer loss computed from ``module(...)`` back-propagates into the meta-parameters.
+    The linear solver is set per class: ``class Inner(ImplicitMetaGradientModule,
+    linear_solve=torchopt_lite.linear_solve.solve_cg(maxiter=10))``; ``None`` means
+    :func:`~torchopt_lite.linear_solve.solve_normal_cg`.
+
+    Example:
+        >>> class Ridge(ImplicitMetaGradientModule):
+        ...     def __init__(self, lam):
+        ...         super().__init__()
+        ...         self.lam = lam                               # meta-parameter
+        ...         self.w = torch.zeros(2, requires_grad=True)  # inner variable
+        ...     def objective(self, X, y):
+        ...         return 0.5 * ((X @ self.w - y) ** 2).sum() + 0.5 * self.lam * (self.w**2).sum()
+        ...     def solve(self, X, y):
+        ...         A = X.T @ X + self.lam * torch.eye(2)
+        ...         self.w.copy_(torch.linalg.solve(A, X.T @ y))
+        >>> lam = torch.tensor(1.0, requires_grad=True)
+        >>> inner = Ridge(lam)
+        >>> inner.solve(torch.eye(2), torch.ones(2))
+        >>> inner.w.sum().backward()                           # w* = y / (1 + lam)
+        >>> lam.grad                                           # d/dlam 2 / (1 + lam)
+        tensor(-0.5000)
+
+    Note:
+        Meta-modules are recognised in ``.eval()`` mode too (upstream #144), errors name the
+        class, and a subclass of a subclass may change ``linear_solve`` or override
+        ``solve`` (TorchOpt raises "already enabled").
+    """
+
+    linear_solve: ClassVar[LinearSolver | None] = None
+    _raw_solve: ClassVar[Callable[..., Any]]
+    _wrapped_solve: ClassVar[Callable[..., Any]]
+
+    def __init_subclass__(cls, linear_solve: LinearSolver | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.linear_solve = linear_solve
+        base = ImplicitMetaGradientModule
+        has_optimality = inspect.getattr_static(cls, "optimality") is not inspect.getattr_static(
+            base, "optimality"
+        )
+        has_objective = inspect.getattr_static(cls, "objective") is not inspect.getattr_static(
+            base, "objective"
+        )
+        for method, defined in (("optimality", has_optimality), ("objective", has_objective)):
+            static = inspect.getattr_static(cls, method)
+            if defined and isinstance(static, (staticmethod, classmethod)):
+                raise TypeError(
+                    f"{cls.__name__}.{method}() must be a plain method, not a "
+                    f"{type(static).__name__}."
+                )
+        if not (has_optimality or has_objective):
+            raise TypeError(
+                f"{cls.__name__}: ImplicitMetaGradientModule requires either an optimality() "
+                "method or an objective() method."
+            )
+        own = cls.__dict__.get("solve")
+        if own is not None and own is not getattr(cls, "_wrapped_solve", None):
+            cls._raw_solve = own
+        if getattr(cls, "_raw_solve", None) is None:
+            return  # solve() not defined yet: the class stays abstract
+        optimality_fn = _optimality
+        if not has_optimality:
+            optimality_fn = torch.func.grad(_objective, argnums=0)
+        solver = custom_root(optimality_fn, argnums=1, has_aux=True, solve=linear_solve)(_solve)
+
+        def solve(self: ImplicitMetaGradientModule, *input: Any, **kwargs: Any) -> Any:
+            names, params, meta_names, metas = _named(self)
+            optimal, output = solver(params, metas, self, names, meta_names, *input, **kwargs)
+            swap_state(self, _pairs(names, optimal))
+            return output
+
+        solve.__doc__ = cls._raw_solve.__doc__
+        solve.__name__ = "solve"
+        solve.__qualname__ = f"{cls.__qualname__}.solve"
+        cls._wrapped_solve = solve
+        cls.solve = solve  # type: ignore[method-assign]  # the implicit-gradient wrapper
+
+    @abc.abstractmethod
+    def solve(self, *input: Any, **kwargs: Any) -> Any:
+        """Solve the inner problem in place: update ``self.parameters()`` to a solution."""
+
+    def optimality(self, *input: Any, **kwargs: Any) -> tuple[Tensor, ...]:
+        r"""Return the residual :math:`F(x, \theta)`, shaped like ``tuple(self.parameters())``.
+
+        Defaults to :math:`\nabla_x` :meth:`objective` when only that is defined.
+        """
+        raise NotImplementedError
+
+    def objective(self, *input: Any, **kwargs: Any) -> Tensor:
+        r"""Return the scalar inner objective :math:`f(x, \theta)`."""
+        raise NotImplementedError
