@@ -153,6 +153,12 @@ FusedStep = Callable[[list[Tensor], Any, "list[Tensor] | None"], "tuple[list[Ten
 or ``None`` when it does not apply to these inputs (the transformations then run one by one)."""
 
 
+FusedApply = Callable[[list[Tensor], list[Tensor], Any], Any]
+"""A fused kernel applying a whole chain to parameters it may overwrite:
+``(params, grads, state) -> new_state``, or ``None`` when it does not apply. Grads are read only.
+Used by the ``torch.optim``-style classes, which own their parameters."""
+
+
 class ChainedGradientTransformation(GradientTransformation):
     """Transformations applied one after the other; nested chains are flattened.
 
@@ -165,10 +171,14 @@ class ChainedGradientTransformation(GradientTransformation):
     """
 
     transformations: tuple[GradientTransformation, ...]
+    fused_apply: FusedApply | None
     _leafwise: Leafwise | None
 
     def __new__(
-        cls, *transformations: GradientTransformation, fused: FusedStep | None = None
+        cls,
+        *transformations: GradientTransformation,
+        fused: FusedStep | None = None,
+        fused_apply: FusedApply | None = None,
     ) -> ChainedGradientTransformation:
         """Chain ``transformations`` (flattening nested chains)."""
         parts = _flatten_chain(transformations)
@@ -183,6 +193,7 @@ class ChainedGradientTransformation(GradientTransformation):
         self = super().__new__(cls, init_fn, update_fn)
         self.transformations = parts
         self._leafwise = impl
+        self.fused_apply = fused_apply if impl is not None else None
         return self
 
     def leafwise(self) -> Leafwise | None:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from torchopt_lite._leaves import check_leaf_state
-from torchopt_lite.base import FusedStep, GradientTransformation
+from torchopt_lite.base import FusedApply, FusedStep, GradientTransformation
 from torchopt_lite.transform.scale_by_adam import ScaleByAdamState
 
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -92,3 +92,76 @@ def fused_adam_step(
         return g, tuple(new_state)
 
     return step
+
+
+def fused_adam_apply(
+    *,
+    lr: Any,
+    b1: float,
+    b2: float,
+    eps: float,
+    eps_root: float,
+    weight_decay: float,
+    maximize: bool,
+    decoupled: bool,
+) -> FusedApply | None:
+    """Apply an ``adam``/``adamw`` chain to owned parameters with torch's fused Adam kernel.
+
+    The kernel reads the gradients without writing them and updates parameters and moments in
+    one pass (7 memory streams, as ``torch.optim.Adam(fused=True)``).
+    """
+    if not isinstance(lr, int | float) or eps_root != 0.0:
+        return None
+    kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
+
+    def apply(params: list[Tensor], grads: list[Tensor], state: Any) -> Any:
+        adam_state = state[1]
+        if not isinstance(adam_state, ScaleByAdamState) or not grads:
+            return None
+        check_leaf_state("adam", "mu", grads, adam_state.mu)
+        if adam_state.mu[0].requires_grad or not _uniform(grads) or not _uniform(params):
+            return None
+        count = adam_state.count.add_(1)
+        kernel(
+            params, grads, list(adam_state.mu), list(adam_state.nu), [], [count] * len(grads),
+            lr=float(lr), beta1=b1, beta2=b2, weight_decay=weight_decay, eps=eps,
+            amsgrad=False, maximize=maximize,
+        )  # fmt: skip
+        return state
+
+    return apply
+
+
+def fused_sgd_apply(
+    *,
+    lr: Any,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+) -> FusedApply | None:
+    """Apply an ``sgd`` chain to owned parameters with torch's fused SGD kernel."""
+    if not isinstance(lr, int | float):
+        return None
+
+    def apply(params: list[Tensor], grads: list[Tensor], state: Any) -> Any:
+        trace_state = state[1]
+        if not grads or not _uniform(grads) or not _uniform(params):
+            return None
+        buffers: list[Tensor] = []
+        first = False
+        if momentum != 0:
+            check_leaf_state("sgd", "trace", grads, trace_state.trace)
+            if trace_state.trace[0].requires_grad:
+                return None
+            buffers = list(trace_state.trace)
+            first = bool(trace_state.count == 0)  # a host read of a CPU scalar
+            trace_state.count.add_(1)
+        torch._fused_sgd_(
+            params, grads, buffers, weight_decay=weight_decay, momentum=momentum, lr=float(lr),
+            dampening=dampening, nesterov=nesterov, maximize=maximize, is_first_step=first,
+        )  # fmt: skip
+        return state
+
+    return apply

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from torchopt_lite._checks import check_betas, check_nonnegative
-from torchopt_lite.alias._fused import fused_adam_step
+from torchopt_lite.alias._fused import fused_adam_apply, fused_adam_step
 from torchopt_lite.alias.utils import flip_sign_and_add_weight_decay, scale_by_neg_lr
 from torchopt_lite.base import ChainedGradientTransformation
 from torchopt_lite.transform.scale_by_adam import scale_by_adam
@@ -74,4 +74,8 @@ def adam(
         scale_by_neg_lr(lr),
     )
     fused = fused_adam_step(parts, lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
-    return ChainedGradientTransformation(*parts, fused=fused)
+    fused_apply = fused_adam_apply(
+        lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
+        maximize=maximize, decoupled=False,
+    )  # fmt: skip
+    return ChainedGradientTransformation(*parts, fused=fused, fused_apply=fused_apply)

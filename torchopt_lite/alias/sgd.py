@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from torchopt_lite._checks import check_nonnegative
+from torchopt_lite.alias._fused import fused_sgd_apply
 from torchopt_lite.alias.utils import flip_sign_and_add_weight_decay, scale_by_neg_lr
 from torchopt_lite.base import ChainedGradientTransformation
 from torchopt_lite.transform.trace import trace
@@ -45,8 +46,13 @@ def sgd(
     check_nonnegative("sgd", "lr", lr, what="learning rate")
     check_nonnegative("sgd", "momentum", momentum, what="momentum")
     check_nonnegative("sgd", "weight_decay", weight_decay, what="weight_decay")
+    fused_apply = fused_sgd_apply(
+        lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+        nesterov=nesterov, maximize=maximize,
+    )  # fmt: skip
     return ChainedGradientTransformation(
         flip_sign_and_add_weight_decay(weight_decay=weight_decay, maximize=maximize),
         trace(momentum, dampening, nesterov, moment_requires_grad=moment_requires_grad),
         scale_by_neg_lr(lr),
+        fused_apply=fused_apply,
     )

@@ -1,0 +1,75 @@
+"""Per-parameter views of a group's functional state (for ``Optimizer.state``/``state_dict``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from torch import Tensor
+
+
+def _walk(
+    state: Any, n: int, prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Yield ``(path, node)`` for per-leaf tuples and shared tensors of a chain state."""
+    if isinstance(state, Tensor) or (
+        type(state) is tuple
+        and len(state) == n
+        and n > 0
+        and all(isinstance(x, Tensor) for x in state)
+    ):
+        yield prefix, state
+    elif isinstance(state, tuple) and hasattr(state, "_fields"):
+        for name, value in zip(state._fields, state, strict=True):
+            yield from _walk(value, n, (*prefix, name))
+    elif isinstance(state, tuple):
+        for i, value in enumerate(state):
+            yield from _walk(value, n, (*prefix, str(i)))
+
+
+def _keys(paths: list[tuple[str, ...]]) -> list[str]:
+    """Short names: the field name when unique in the chain, else ``index.field``."""
+    last = [p[-1] if p else "" for p in paths]
+    return [
+        name if last.count(name) == 1 else ".".join(path)
+        for name, path in zip(last, paths, strict=True)
+    ]
+
+
+def per_param_entries(state: Any, n: int) -> list[dict[str, Tensor]]:
+    """``n`` dicts, one per parameter: its slice of every per-leaf field, and shared tensors."""
+    items = list(_walk(state, n))
+    keys = _keys([path for path, _ in items])
+    entries: list[dict[str, Tensor]] = [{} for _ in range(n)]
+    for key, (_, node) in zip(keys, items, strict=True):
+        for i in range(n):
+            entries[i][key] = node[i] if isinstance(node, tuple) else node
+    return entries
+
+
+def rebuild(template: Any, n: int, entries: list[dict[str, Any]]) -> Any:
+    """A state shaped like ``template`` whose tensors come from per-parameter ``entries``."""
+    items = list(_walk(template, n))
+    keys = dict(zip((path for path, _ in items), _keys([p for p, _ in items]), strict=True))
+
+    def build(node: Any, path: tuple[str, ...]) -> Any:
+        if path in keys:
+            key = keys[path]
+            missing = [i for i, e in enumerate(entries) if key not in e]
+            if missing:
+                raise ValueError(
+                    f"load_state_dict: state entry {key!r} is missing for parameter(s) {missing}; "
+                    "the state_dict comes from a different optimizer configuration."
+                )
+            if isinstance(node, Tensor):
+                return entries[0][key]
+            return tuple(e[key] for e in entries)
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            return type(node)(
+                *(build(v, (*path, f)) for f, v in zip(node._fields, node, strict=True))
+            )
+        if isinstance(node, tuple):
+            return tuple(build(v, (*path, str(i))) for i, v in enumerate(node))
+        return node
+
+    return build(template, ())

@@ -1,0 +1,183 @@
+"""``torch.optim``-style optimizers built from functional transformations."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from torchopt_lite._leaves import check_state
+from torchopt_lite.base import ChainedGradientTransformation, GradientTransformation
+from torchopt_lite.optim._state_view import per_param_entries, rebuild
+
+__all__ = ["Optimizer"]
+
+AliasFactory = Callable[..., GradientTransformation]
+
+
+class Optimizer(torch.optim.Optimizer):
+    """A ``torch.optim.Optimizer`` whose math is a :class:`GradientTransformation`.
+
+    It is a real ``torch.optim.Optimizer``: ``param_groups`` (dicts with per-group
+    hyperparameters), ``defaults``, ``state``, ``zero_grad``, ``step(closure)``,
+    ``state_dict``/``load_state_dict`` and ``add_param_group`` behave as in PyTorch, so
+    ``torch.optim.lr_scheduler`` and training frameworks work unchanged.
+
+    Args:
+        params: an iterable of tensors or of param-group dicts.
+        impl: a transformation (shared by every group), or a factory such as
+            :func:`torchopt_lite.adam` that builds one from each group's hyperparameters.
+        defaults: the hyperparameters passed to ``impl`` when it is a factory.
+
+    Example:
+        >>> model = torch.nn.Linear(3, 1)
+        >>> opt = torchopt_lite.Optimizer(model.parameters(), torchopt_lite.sgd(lr=0.1))
+        >>> model(torch.ones(1, 3)).sum().backward()
+        >>> opt.step()
+
+    Note:
+        TorchOpt 0.7.3's ``Optimizer`` is not a ``torch.optim.Optimizer``: its
+        ``param_groups`` are tuples of tensors, it has no ``defaults``/``state`` (TorchOpt issue
+        #203) and a step overwrites ``p.grad`` with the update. Here gradients are left as they
+        were, and parameters without a gradient are skipped, as in ``torch.optim``.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        impl: GradientTransformation | AliasFactory,
+        defaults: dict[str, Any] | None = None,
+    ) -> None:
+        if isinstance(impl, GradientTransformation):
+            self.impl: GradientTransformation | None = impl
+            self._factory: AliasFactory | None = None
+        elif callable(impl):
+            self.impl, self._factory = None, impl
+        else:
+            raise TypeError(
+                "Optimizer: impl must be a GradientTransformation or a factory returning one; "
+                f"got {type(impl).__name__}."
+            )
+        self._group_states: list[Any] = []
+        self._group_impls: list[tuple[tuple[Any, ...], GradientTransformation] | None] = []
+        super().__init__(params, dict(defaults or {}))
+
+    # -- state: the functional group states are the source of truth ---------------------------
+    @property
+    def state(self) -> defaultdict[Tensor, dict[str, Any]]:
+        """Per-parameter views of the optimizer state (the tensors themselves, not copies)."""
+        view: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+        for group, gstate in zip(self.param_groups, self._group_states, strict=True):
+            if gstate is None:
+                continue
+            params = group["params"]
+            for p, entries in zip(params, per_param_entries(gstate, len(params)), strict=True):
+                view[p] = entries
+        return view
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        # torch.optim.Optimizer.__init__ assigns an empty defaultdict here; nothing to keep.
+        pass
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters (with optional per-group hyperparameters)."""
+        super().add_param_group(param_group)
+        self._group_states.append(None)
+        self._group_impls.append(None)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a ``state_dict()`` of an optimizer with the same groups and configuration."""
+        before = [dict(g) for g in self.param_groups]
+        super().load_state_dict(state_dict)
+        loaded = self.__dict__.pop("state", {})
+        states: list[Any] = []
+        try:
+            for index, group in enumerate(self.param_groups):
+                params = group["params"]
+                if not any(p in loaded for p in params):
+                    states.append(None)
+                    continue
+                template = self._init_state(self._impl_for(index, group), params)
+                entries = [loaded.get(p, {}) for p in params]
+                states.append(rebuild(template, len(params), entries))
+        except Exception:
+            for group, old in zip(self.param_groups, before, strict=True):
+                group.clear()
+                group.update(old)
+            raise
+        self._group_states = states
+
+    # -- the step ------------------------------------------------------------------------------
+    def _impl_for(self, index: int, group: dict[str, Any]) -> GradientTransformation:
+        if self._factory is None:
+            assert self.impl is not None
+            return self.impl
+        key = tuple(_freeze(group[k]) for k in self.defaults)
+        cached = self._group_impls[index]
+        if cached is None or cached[0] != key:
+            impl = self._factory(**{k: group[k] for k in self.defaults})
+            self._group_impls[index] = cached = (key, impl)
+        return cached[1]
+
+    @staticmethod
+    def _init_state(impl: GradientTransformation, params: list[Tensor]) -> Any:
+        leafwise = impl.leafwise()
+        if leafwise is not None:
+            return leafwise.init(params)
+        return impl.init(list(params))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step; ``closure`` re-evaluates the loss (returned)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            self._step_group(index, group)
+        return loss
+
+    def _step_group(self, index: int, group: dict[str, Any]) -> None:
+        params: list[Tensor] = group["params"]
+        grads = [p.grad for p in params]
+        if all(g is None for g in grads):
+            return
+        for g in grads:
+            if g is not None and g.is_sparse:
+                raise TypeError("Optimizer: sparse gradients are not supported.")
+        impl = self._impl_for(index, group)
+        state = self._group_states[index]
+        if state is None:
+            state = self._init_state(impl, params)
+        check_state(state)
+        complete = all(g is not None for g in grads)
+        fused_apply = impl.fused_apply if isinstance(impl, ChainedGradientTransformation) else None
+        if complete and fused_apply is not None:
+            new_state = fused_apply(params, grads, state)  # type: ignore[arg-type]
+            if new_state is not None:
+                self._group_states[index] = new_state
+                return
+        leafwise = impl.leafwise()
+        if complete and leafwise is not None:
+            # A batched clone: in-place updates must not overwrite the user's .grad tensors.
+            updates = list(torch._foreach_mul(grads, 1.0))  # type: ignore[arg-type]
+            updates, new_state = leafwise.update(updates, state, list(params), True)
+            torch._foreach_add_(params, updates)
+        else:
+            copies = [None if g is None else g.clone() for g in grads]
+            updates, new_state = impl.update(copies, state, params=list(params), inplace=True)
+            present = [(p, u) for p, u in zip(params, updates, strict=True) if u is not None]
+            torch._foreach_add_([p for p, _ in present], [u for _, u in present])
+        self._group_states[index] = new_state
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, Tensor):
+        return id(value)
+    return value

@@ -1,0 +1,69 @@
+"""``FuncOptimizer``: a differentiable, stateful wrapper for functional-style code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optree
+import torch
+from torch import Tensor
+
+from torchopt_lite.base import GradientTransformation, UninitializedState
+from torchopt_lite.update import apply_updates
+
+__all__ = ["FuncOptimizer"]
+
+
+class FuncOptimizer:
+    """Hold a transformation's state and step a tree of parameters from a loss.
+
+    ``step(loss, params)`` takes gradients with ``create_graph=True``, updates the state and
+    returns new parameters; with ``inplace=False`` (the default) the whole unrolled loop stays
+    differentiable.
+
+    Args:
+        impl: a transformation, e.g. ``torchopt_lite.adam(lr=0.1)``.
+        inplace: the default update mode of :meth:`step`.
+
+    Example:
+        >>> w = torch.tensor([1.0, 2.0], requires_grad=True)
+        >>> opt = torchopt_lite.FuncOptimizer(torchopt_lite.sgd(lr=0.5))
+        >>> (new_w,) = opt.step((w**2).sum(), (w,))
+        >>> new_w
+        tensor([0., 0.], grad_fn=<AddBackward0>)
+    """
+
+    def __init__(self, impl: GradientTransformation, *, inplace: bool = False) -> None:
+        if not isinstance(impl, GradientTransformation):
+            raise TypeError(
+                f"FuncOptimizer: impl must be a GradientTransformation; got {type(impl).__name__}."
+            )
+        self.impl = impl
+        self.inplace = bool(inplace)
+        self.optim_state: Any = UninitializedState()
+
+    def step(self, loss: Tensor, params: Any, inplace: bool | None = None) -> Any:
+        """Return ``params`` after one step on ``loss`` (a scalar depending on ``params``)."""
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            raise ValueError(
+                "FuncOptimizer.step: loss must be a scalar tensor; "
+                f"got {type(loss).__name__} of shape {getattr(loss, 'shape', None)}."
+            )
+        inplace = self.inplace if inplace is None else bool(inplace)
+        leaves, spec = optree.tree_flatten(params)
+        if isinstance(self.optim_state, UninitializedState):
+            self.optim_state = self.impl.init(params)
+        grads = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
+        grads_tree = optree.tree_unflatten(spec, list(grads))
+        updates, self.optim_state = self.impl.update(
+            grads_tree, self.optim_state, params=params, inplace=inplace
+        )
+        return apply_updates(params, updates, inplace=inplace)
+
+    def state_dict(self) -> Any:
+        """The optimizer state (the transformation's state tree)."""
+        return self.optim_state
+
+    def load_state_dict(self, state_dict: Any) -> None:
+        """Replace the optimizer state."""
+        self.optim_state = state_dict
