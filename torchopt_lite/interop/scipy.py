@@ -79,8 +79,10 @@ def minimize(
         callback: called once per iteration as ``callback(params, *rest)`` with the current
             iterate as a tree; ``rest`` is what scipy passes after the point (trust-constr's
             state). Raise ``StopIteration`` to stop.
-        implicit_solve: the linear solver ``solve(matvec, b)`` of the implicit derivative;
-            ``None`` uses ``custom_root``'s default.
+        implicit_solve: the linear solver ``solve(matvec, b)`` of the implicit derivative
+            (:mod:`torchopt_lite.linear_solve`); ``None`` is conjugate gradients (the Hessian at
+            a strict minimum is symmetric positive definite) to ``rtol=1e-10`` when every leaf
+            of ``params`` is float64, ``1e-5`` otherwise.
 
     Returns:
         ``(solution, result)``: the solution as a tree of new tensors with the dtypes and device
@@ -162,6 +164,7 @@ def _implicit_minimize(
     implicit_solve: LinearSolver | None,
 ) -> tuple[Params, OptimizeResult]:
     from torchopt_lite.diff.implicit import custom_root
+    from torchopt_lite.linear_solve import solve_cg
 
     flat, args = objective.flat, objective.args
     argnums = tuple(i + 1 for i, arg in enumerate(args) if _requires_grad(arg))
@@ -184,8 +187,12 @@ def _implicit_minimize(
         results.append(result)
         return flat.to_tensor(result.x)
 
-    kwargs: dict[str, Any] = {} if implicit_solve is None else {"solve": implicit_solve}
-    solve = custom_root(optimality, argnums=argnums, **kwargs)(solver)
+    if implicit_solve is None:
+        # the Hessian at a strict minimum is symmetric positive definite: plain CG, to a
+        # tolerance the dtype of the Hessian-vector products can reach
+        rtol = 1e-10 if all(dt == torch.float64 for dt in flat.dtypes) else 1e-5
+        implicit_solve = solve_cg(rtol=rtol)
+    solve = custom_root(optimality, argnums=argnums, solve=implicit_solve)(solver)
     x0 = flat.to_tensor(flat.pack(params))
     x_star = solve(x0, *args)
     return flat.unravel(x_star), results[-1]
