@@ -55,7 +55,7 @@ def unravel(layout: Layout, flat: Tensor) -> list[Tensor]:
     batch = flat.shape[:-1]
     chunks = [flat] if len(layout.sizes) == 1 else flat.split(layout.sizes, dim=-1)
     return [
-        chunk.reshape(*batch, *shape).to(dtype)
+        chunk.reshape((*batch, *shape)).to(dtype)
         for chunk, shape, dtype in zip(chunks, layout.shapes, layout.dtypes, strict=True)
     ]
 

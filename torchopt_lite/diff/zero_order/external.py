@@ -47,6 +47,8 @@ class _External(NamedTuple):
         """``fn`` on NumPy copies of ``inputs``, as a tensor of the inputs' promoted dtype."""
         like = torch.empty((), dtype=self.layout.dtype, device=self.layout.device)
         what = f"the output of {_name(self.fn)}"
+        if out_shape is not None:
+            what += " at a perturbed input (it must keep the shape it had at the input)"
         return _to_tensor(self.fn(*map(_to_numpy, inputs), **self.kwargs), what, like, out_shape)
 
     def input_grads(self, inputs: Sequence[Tensor], output: Tensor, cot: Tensor) -> list[Tensor]:
