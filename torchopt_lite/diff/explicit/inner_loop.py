@@ -144,6 +144,7 @@ def batched_inner_loop(
         tensor([[0.5000, 0.5000],
                 [1.0000, 2.0000]])
     """
+    _check_common("batched_inner_loop", optimizer, steps, truncate_every)
     adapt = inner_loop(
         loss_fn, optimizer, steps, first_order=first_order, truncate_every=truncate_every
     )
