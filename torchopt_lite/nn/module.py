@@ -120,7 +120,7 @@ class MetaGradientModule(nn.Module):
             raise KeyError(f"{kind} name can't contain '.'; got {name!r}.")
         if name == "":
             raise KeyError(f"{kind} name can't be empty string ''.")
-        if name not in store and (name in self.__dict__ or hasattr(type(self), name)):
+        if name not in store and hasattr(self, name):
             raise KeyError(f"attribute '{name}' already exists")
 
     def register_parameter(self, name: str, param: Tensor | None) -> None:
