@@ -61,6 +61,8 @@ class Optimizer(torch.optim.Optimizer):
                 "Optimizer: impl must be a GradientTransformation or a factory returning one; "
                 f"got {type(impl).__name__}."
             )
+        # The factory's arguments; torch adds keys to ``defaults`` (e.g. "differentiable" on load).
+        self._hyperparameters = tuple(defaults or {})
         self._group_states: list[Any] = []
         self._group_impls: list[tuple[tuple[Any, ...], GradientTransformation] | None] = []
         super().__init__(params, dict(defaults or {}))
@@ -116,10 +118,10 @@ class Optimizer(torch.optim.Optimizer):
         if self._factory is None:
             assert self.impl is not None
             return self.impl
-        key = tuple(_freeze(group[k]) for k in self.defaults)
+        key = tuple(_freeze(group[k]) for k in self._hyperparameters)
         cached = self._group_impls[index]
         if cached is None or cached[0] != key:
-            impl = self._factory(**{k: group[k] for k in self.defaults})
+            impl = self._factory(**{k: group[k] for k in self._hyperparameters})
             self._group_impls[index] = cached = (key, impl)
         return cached[1]
 
