@@ -79,3 +79,23 @@ def test_swap_state_and_reparametrize(holder: Holder) -> None:
     assert not hasattr(holder, "extra")
     with pytest.raises(AttributeError):
         swap_state(holder, {"missing": torch.ones(1)})
+
+
+def test_nn_reexports_the_differentiation_modules() -> None:
+    import torchopt_lite.nn as tnn
+    from torchopt_lite.diff.implicit import ImplicitMetaGradientModule
+    from torchopt_lite.diff.zero_order import ZeroOrderGradientModule
+
+    assert tnn.ImplicitMetaGradientModule is ImplicitMetaGradientModule
+    assert tnn.ZeroOrderGradientModule is ZeroOrderGradientModule
+    assert issubclass(ImplicitMetaGradientModule, MetaGradientModule)
+    assert set(tnn.__all__) == {
+        "MetaGradientModule",
+        "ImplicitMetaGradientModule",
+        "ZeroOrderGradientModule",
+        "reparametrize",
+        "reparameterize",
+        "swap_state",
+    }
+    with pytest.raises(AttributeError, match="has no attribute 'Missing'"):
+        tnn.Missing  # noqa: B018

@@ -9,10 +9,12 @@ from torchopt_lite.nn.stateless import reparameterize, reparametrize, swap_state
 
 if TYPE_CHECKING:
     from torchopt_lite.diff.implicit.nn.module import ImplicitMetaGradientModule
+    from torchopt_lite.diff.zero_order.nn import ZeroOrderGradientModule
 
 __all__ = [
     "MetaGradientModule",
     "ImplicitMetaGradientModule",
+    "ZeroOrderGradientModule",
     "reparametrize",
     "reparameterize",
     "swap_state",
@@ -25,4 +27,8 @@ def __getattr__(name: str) -> Any:
         from torchopt_lite.diff.implicit.nn.module import ImplicitMetaGradientModule
 
         return ImplicitMetaGradientModule
+    if name == "ZeroOrderGradientModule":
+        from torchopt_lite.diff.zero_order.nn import ZeroOrderGradientModule
+
+        return ZeroOrderGradientModule
     raise AttributeError(f"module 'torchopt_lite.nn' has no attribute {name!r}")
