@@ -16,8 +16,11 @@ __all__ = ["clip_grad_norm"]
 
 def global_norm(leaves: list[Tensor], norm_type: float) -> Tensor:
     """The norm of the vector of all leaves (``torch.nn.utils.clip_grad_norm_``'s definition)."""
-    norms = torch._foreach_norm(leaves, norm_type)
-    return torch.linalg.vector_norm(torch.stack(list(norms)), norm_type)
+    if torch._C._functorch.is_functorch_wrapped_tensor(leaves[0]):  # no batching rule for foreach
+        norms = [torch.linalg.vector_norm(x, norm_type) for x in leaves]
+    else:
+        norms = list(torch._foreach_norm(leaves, norm_type))
+    return torch.linalg.vector_norm(torch.stack(norms), norm_type)
 
 
 def clip_grad_norm(

@@ -18,59 +18,112 @@ Leaves = list[Tensor]
 Seq = list[Tensor] | tuple[Tensor, ...]
 
 
-def _scalars(value: Any, n: int) -> Any:
-    if isinstance(value, Tensor):
-        return [value] * n
-    return value
+def _scalars(value: Any, xs: Seq) -> Any:
+    """A scalar operand in the cheapest form foreach ops differentiate correctly.
+
+    A 0-d tensor that requires grad is repeated into a list (the form whose backward is right
+    with several leaves, torch 2.13); a constant 0-d tensor is cast once to the leaves' dtype
+    and passed as one tensor; Python numbers pass through.
+    """
+    if not isinstance(value, Tensor):
+        return value
+    if value.requires_grad:
+        return [value] * len(xs)
+    return value.to(xs[0].dtype) if xs and value.dtype != xs[0].dtype else value
+
+
+def _transformed(*lists: Any) -> bool:
+    """Whether the leaves are wrapped by a ``torch.func`` transform (vmap, grad, jvp).
+
+    Multi-tensor ops have no batching rules, so under ``torch.func`` the pure ops run leaf by
+    leaf with ordinary differentiable ops.
+    """
+    is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    for xs in lists:
+        if isinstance(xs, Tensor):
+            if is_wrapped(xs):
+                return True
+        elif isinstance(xs, list | tuple) and xs and isinstance(xs[0], Tensor):
+            if is_wrapped(xs[0]):
+                return True
+    return False
+
+
+def _pairs(ys: Any, n: int) -> Any:
+    return ys if isinstance(ys, list | tuple) else [ys] * n
 
 
 class _Pure:
-    """Out-of-place twins: new tensors, differentiable."""
+    """Out-of-place twins: new tensors, differentiable (also under ``torch.func``)."""
 
     inplace = False
 
     @staticmethod
     def mul(xs: Seq, s: Any) -> Leaves:
+        if _transformed(xs, s):
+            return [x * y for x, y in zip(xs, _pairs(s, len(xs)), strict=True)]
         if isinstance(s, list):
             return list(torch._foreach_mul(xs, s))
-        return list(torch._foreach_mul(xs, _scalars(s, len(xs))))
+        return list(torch._foreach_mul(xs, _scalars(s, xs)))
 
     @staticmethod
     def div(xs: Seq, ys: Any) -> Leaves:
-        return list(torch._foreach_div(xs, _scalars(ys, len(xs))))
+        if _transformed(xs, ys):
+            return [x / y for x, y in zip(xs, _pairs(ys, len(xs)), strict=True)]
+        return list(torch._foreach_div(xs, _scalars(ys, xs)))
 
     @staticmethod
     def add(xs: Seq, ys: Seq, alpha: float = 1.0) -> Leaves:
+        if _transformed(xs, ys):
+            return [torch.add(x, y, alpha=alpha) for x, y in zip(xs, ys, strict=True)]
         return list(torch._foreach_add(xs, ys, alpha=alpha))
 
     @staticmethod
     def add_scalar(xs: Seq, s: Any) -> Leaves:
-        if isinstance(s, Tensor):
+        if isinstance(s, Tensor) or _transformed(xs):
             return [x + s for x in xs]
         return list(torch._foreach_add(xs, s))
 
     @staticmethod
     def lerp(xs: Seq, ys: Seq, w: float) -> Leaves:
+        if _transformed(xs, ys):
+            return [torch.lerp(x, y, w) for x, y in zip(xs, ys, strict=True)]
         return list(torch._foreach_lerp(xs, ys, w))
 
     @staticmethod
     def addcmul(xs: Seq, a: Seq, b: Seq, v: float) -> Leaves:
+        if _transformed(xs, a, b):
+            return [torch.addcmul(x, p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
         return list(torch._foreach_addcmul(xs, a, b, value=v))
 
     @staticmethod
     def addcdiv(xs: Seq, a: Seq, b: Seq, v: float) -> Leaves:
+        if _transformed(xs, a, b):
+            return [torch.addcdiv(x, p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
         return list(torch._foreach_addcdiv(xs, a, b, value=v))
 
     @staticmethod
     def sqrt(xs: Seq) -> Leaves:
+        if _transformed(xs):
+            return [torch.sqrt(x) for x in xs]
         return list(torch._foreach_sqrt(xs))
 
     @staticmethod
+    def abs(xs: Seq) -> Leaves:
+        if _transformed(xs):
+            return [torch.abs(x) for x in xs]
+        return list(torch._foreach_abs(xs))
+
+    @staticmethod
     def neg(xs: Seq) -> Leaves:
+        if _transformed(xs):
+            return [torch.neg(x) for x in xs]
         return list(torch._foreach_neg(xs))
 
     @staticmethod
     def maximum(xs: Seq, ys: Seq) -> Leaves:
+        if _transformed(xs, ys):
+            return [torch.maximum(x, y) for x, y in zip(xs, ys, strict=True)]
         return list(torch._foreach_maximum(xs, ys))
 
     @staticmethod
@@ -85,7 +138,7 @@ class _InPlace:
 
     @staticmethod
     def mul(xs: Leaves, s: Any) -> Leaves:
-        torch._foreach_mul_(xs, s)
+        torch._foreach_mul_(xs, _scalars(s, xs))
         return xs
 
     @staticmethod
@@ -124,6 +177,11 @@ class _InPlace:
     @staticmethod
     def sqrt(xs: Leaves) -> Leaves:
         torch._foreach_sqrt_(xs)
+        return xs
+
+    @staticmethod
+    def abs(xs: Leaves) -> Leaves:
+        torch._foreach_abs_(xs)
         return xs
 
     @staticmethod

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor
 
 from torchopt_lite._checks import check_in_range, check_nonnegative
@@ -49,7 +48,7 @@ def scale_by_adamax(
         check_leaf_state("scale_by_adamax", "mu", g, state.mu)
         ops = ops_for(inplace)
         mu = ema(ops, list(state.mu), g, b1)
-        bound = PURE.add_scalar(list(torch._foreach_abs(g)), eps)
+        bound = ops.add_scalar(PURE.abs(g), eps)
         nu = ops.maximum(ops.mul(list(state.nu), b2), bound)
         count = next_count(state.count, inplace)
         u = ops.div(ops.copy(g, mu), nu)
