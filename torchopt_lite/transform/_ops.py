@@ -40,12 +40,9 @@ def _transformed(*lists: Any) -> bool:
     """
     is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
     for xs in lists:
-        if isinstance(xs, Tensor):
-            if is_wrapped(xs):
-                return True
-        elif isinstance(xs, list | tuple) and xs and isinstance(xs[0], Tensor):
-            if is_wrapped(xs[0]):
-                return True
+        first = xs[0] if isinstance(xs, list | tuple) and xs else xs
+        if isinstance(first, Tensor) and is_wrapped(first):
+            return True
     return False
 
 
