@@ -5,5 +5,11 @@ without it.
 """
 
 from torchopt_lite.interop.scipy import minimize
+from torchopt_lite.interop.scipy_global import (
+    basinhopping,
+    differential_evolution,
+    dual_annealing,
+    shgo,
+)
 
-__all__ = ["minimize"]
+__all__ = ["minimize", "basinhopping", "differential_evolution", "shgo", "dual_annealing"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -81,3 +82,17 @@ class FlatParams:
             for chunk, shape, dtype in zip(chunks, self.shapes, self.dtypes, strict=True)
         ]
         return optree.tree_unflatten(self.spec, leaves)
+
+    def wrap_callback(self, callback: Callable[..., Any] | None) -> Callable[..., Any] | None:
+        """A scipy callback that hands ``callback`` the point as a tree, then scipy's extras."""
+        if callback is None:
+            return None
+        if not callable(callback):
+            raise TypeError(
+                f"{self.caller}: callback must be callable; got {type(callback).__name__}."
+            )
+
+        def scipy_callback(xk: Any, *rest: Any, **kwargs: Any) -> Any:
+            return callback(self.unpack(xk), *rest, **kwargs)
+
+        return scipy_callback

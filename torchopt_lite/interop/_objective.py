@@ -104,8 +104,13 @@ class Objective:
         with torch.no_grad():
             return float(self.flat_fun(self.flat.to_tensor(x)))
 
-    def batched_value(self, xs: np.ndarray) -> np.ndarray:
-        """Values at the columns of ``xs`` (shape ``(n, S)``), evaluated with ``torch.vmap``."""
+    def batched_value(self, xs: np.ndarray) -> np.ndarray | float:
+        """Values at the columns of ``xs`` (shape ``(n, S)``), evaluated with ``torch.vmap``.
+
+        A 1-d ``xs`` is one point (scipy's polish step calls the same function).
+        """
+        if np.ndim(xs) == 1:
+            return self.value(xs)
         with torch.no_grad():
             xs_t = self.flat.to_tensor(xs)
             values = torch.vmap(self.flat_fun, in_dims=1)(xs_t)

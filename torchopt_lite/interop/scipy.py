@@ -121,12 +121,7 @@ def minimize(
     objective = Objective(fun, flat, args, method=method)
     cons = convert_constraints(constraints, flat)
     kwargs = derivative_kwargs(objective, meth)
-    scipy_callback = None
-    if callback is not None:
-        user_callback = callback
-
-        def scipy_callback(xk: Any, *rest: Any) -> Any:
-            return user_callback(flat.unpack(xk), *rest)
+    scipy_callback = flat.wrap_callback(callback)
 
     def run(x0: Any) -> OptimizeResult:
         return scipy.optimize.minimize(
