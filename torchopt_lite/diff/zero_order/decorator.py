@@ -310,7 +310,9 @@ def zero_order(
             ``sample_fn(sample_shape) -> Tensor``. It is called once per leaf per backward pass
             with ``sample_shape = (num_samples, *leaf.shape)`` and must return exactly that
             shape. It should have mean zero (and identity covariance for an unbiased scale).
-            ``None`` is allowed for the finite-difference methods.
+            ``None`` means standard normal noise (Rademacher for ``'spsa'``), drawn with
+            ``torch.randn`` on the parameters' device; ``Normal(0.0, 1.0)`` is recognized and
+            drawn the same way. The finite-difference methods ignore it.
         method: ``'naive'``, ``'forward'``, ``'antithetic'`` (TorchOpt's), ``'spsa'``,
             ``'forward_difference'`` or ``'central_difference'``.
         argnums: index or indices of the positional arguments to differentiate. Other
@@ -350,8 +352,8 @@ def zero_order(
         overwrites the :math:`f(\theta)` baseline after the first sample; ours implements the
         formula above. TorchOpt samples ``num_samples`` times with ``sample_shape =
         leaf.shape``; we sample once with ``(num_samples, *leaf.shape)`` (the same
-        distribution for any i.i.d. sampler) and check the shape. The estimators raise a clear
-        error on a second backward through them (``once_differentiable``).
+        distribution for any i.i.d. sampler) and check the shape. The estimate itself is not
+        differentiable: differentiating through it again raises (``once_differentiable``).
     """
     settings = _settings(
         "zero_order",
