@@ -11,5 +11,13 @@ from torchopt_lite.interop.scipy_global import (
     dual_annealing,
     shgo,
 )
+from torchopt_lite.interop.scipy_optimizer import ScipyMinimizer
 
-__all__ = ["minimize", "basinhopping", "differential_evolution", "shgo", "dual_annealing"]
+__all__ = [
+    "minimize",
+    "ScipyMinimizer",
+    "basinhopping",
+    "differential_evolution",
+    "shgo",
+    "dual_annealing",
+]
