@@ -148,9 +148,12 @@ def _flatten_chain(
     return tuple(flat)
 
 
-FusedStep = Callable[[list[Tensor], Any, "list[Tensor] | None"], "tuple[list[Tensor], Any] | None"]
-"""A fused kernel for a whole chain's in-place step: ``(leaves, state, params) -> (leaves, state)``,
-or ``None`` when it does not apply to these inputs (the transformations then run one by one)."""
+FusedStep = Callable[
+    [list[Tensor], Any, "list[Tensor] | None", bool], "tuple[list[Tensor], Any] | None"
+]
+"""A fused implementation of a whole chain's step: ``(leaves, state, params, inplace) ->
+(leaves, state)``, or ``None`` when it does not apply to these inputs (the transformations then
+run one by one). It must give the same result as the parts, in both modes."""
 
 
 FusedApply = Callable[[list[Tensor], list[Tensor], Any], Any]
@@ -166,7 +169,7 @@ class ChainedGradientTransformation(GradientTransformation):
 
     The state is a tuple with one entry per (flattened) transformation. When every part has a
     leafwise implementation, the chain flattens the pytree once per step for all of them, and
-    an optional ``fused`` kernel may replace the whole in-place step (the aliases use one for
+    an optional ``fused`` implementation may replace the whole step (the aliases use one for
     Adam); it must produce the same state and updates as running the parts.
     """
 
@@ -230,8 +233,8 @@ def _chain_leafwise(impls: Sequence[Leafwise], fused: FusedStep | None = None) -
         leaves: list[Tensor], state: Any, params: list[Tensor] | None, inplace: bool
     ) -> tuple[list[Tensor], tuple[Any, ...]]:
         _check_chain_state(state, len(impls))
-        if inplace and fused is not None:
-            result = fused(leaves, state, params)
+        if fused is not None:
+            result = fused(leaves, state, params, inplace)
             if result is not None:
                 return result
         new_state = []

@@ -1,11 +1,14 @@
-"""Fused in-place Adam for a whole ``adam``/``adamw`` chain (one kernel pass, no temporaries).
+"""Fused Adam for a whole ``adam``/``adamw`` chain: in place, out of place, and on owned params.
 
+In place:
 ``torch._fused_adamw_`` updates ``param <- param * (1 - lr * wd) - lr * step(grad)``. Passing the
 update buffer as both ``param`` and ``grad`` with ``wd = 1 / lr`` zeroes the first term, so the
 kernel writes ``-lr * step(g)`` straight into the gradient buffer while updating the moments: the
 exact in-place semantics of ``scale_by_adam`` followed by ``scale(-lr)``, in one pass over
 ``g, m, v`` and with no extra memory. The kernel reads each element before writing it, which
-``tests/alias/test_fused.py`` checks against the unfused path for every dtype we dispatch.
+``tests/alias/test_reference.py`` checks against the unfused path for every dtype we dispatch.
+
+Out of place: :class:`~torchopt_lite.alias._adam_function.AdamStep`, one autograd node.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import torch
 from torch import Tensor
 
 from torchopt_lite._leaves import check_leaf_state
+from torchopt_lite.alias._adam_function import AdamConfig, AdamStep
 from torchopt_lite.base import FusedApply, FusedStep, GradientTransformation
+from torchopt_lite.transform._ops import PURE, _transformed
 from torchopt_lite.transform.scale_by_adam import ScaleByAdamState
 
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -32,12 +37,16 @@ def _exact_inverse(lr: float) -> float | None:
     return None
 
 
-def _uniform(leaves: list[Tensor]) -> bool:
+def _uniform(leaves: list[Tensor], *, allow_grad: bool = False) -> bool:
+    """One floating dtype and one CPU/CUDA device (and no autograd history, unless allowed)."""
     first = leaves[0]
     if first.dtype not in _FUSED_DTYPES or first.device.type not in ("cpu", "cuda"):
         return False
     dtype, device = first.dtype, first.device
-    return all(x.dtype == dtype and x.device == device and not x.requires_grad for x in leaves)
+    return all(
+        x.dtype == dtype and x.device == device and (allow_grad or not x.requires_grad)
+        for x in leaves
+    )
 
 
 def fused_adam_step(
@@ -50,45 +59,61 @@ def fused_adam_step(
     eps_root: float,
     decoupled_weight_decay: float = 0.0,
 ) -> FusedStep | None:
-    """The fused in-place step for ``chain(flip, scale_by_adam, [decay,] scale_by_neg_lr)``.
+    """The fused step for ``chain(flip, scale_by_adam, [decay,] scale_by_neg_lr)``.
 
-    Returns ``None`` (no fused path) when the chain has options the kernel cannot express: a
-    schedule or tensor learning rate, ``eps_root``, or a zero learning rate.
+    In place: one ``torch._fused_adamw_`` pass (a float learning rate and ``eps_root=0``).
+    Out of place: :class:`AdamStep`, one autograd node with a closed-form backward (a float or
+    0-d tensor learning rate). Returns ``None`` when neither applies (a schedule ``lr``).
     """
-    if not isinstance(lr, int | float) or lr <= 0 or eps_root != 0.0:
-        return None
-    wd = _exact_inverse(float(lr))
-    if wd is None:
+    if callable(lr):
         return None
     flip = parts[0].leafwise()
     if flip is None:
         return None
-    adam_index = 1
+    wd = None
+    if isinstance(lr, int | float) and lr > 0 and eps_root == 0.0:
+        wd = _exact_inverse(float(lr))
+    cfg_fields = (b1, b2, eps, eps_root)
 
     def step(
-        leaves: list[Tensor], state: Any, params: list[Tensor] | None
+        leaves: list[Tensor], state: Any, params: list[Tensor] | None, inplace: bool
     ) -> tuple[list[Tensor], Any] | None:
-        adam_state = state[adam_index]
+        adam_state = state[1]
         if not isinstance(adam_state, ScaleByAdamState) or not leaves:
             return None
         check_leaf_state("adam", "mu", leaves, adam_state.mu)
-        if adam_state.mu[0].requires_grad or not _uniform(leaves):
-            return None
         if decoupled_weight_decay and params is None:
             return None  # the unfused path raises its error message
-        g, flip_state = flip.update(leaves, state[0], params, True)
-        mu, nu = list(adam_state.mu), list(adam_state.nu)
-        count = adam_state.count.add_(1)
-        torch._fused_adamw_(
-            g, g, mu, nu, [], [count] * len(g),
-            lr=float(lr), beta1=b1, beta2=b2, weight_decay=wd, eps=eps,
-            amsgrad=False, maximize=False,
-        )  # fmt: skip
-        if decoupled_weight_decay and params is not None:
-            torch._foreach_add_(g, params, alpha=-float(lr) * decoupled_weight_decay)
+        if not _uniform(leaves, allow_grad=not inplace) or _transformed(leaves, adam_state.mu):
+            return None
+        if inplace:
+            if wd is None or adam_state.mu[0].requires_grad:
+                return None
+            g, flip_state = flip.update(leaves, state[0], params, True)
+            mu, nu = list(adam_state.mu), list(adam_state.nu)
+            count = adam_state.count.add_(1)
+            torch._fused_adamw_(
+                g, g, mu, nu, [], [count] * len(g),
+                lr=float(lr), beta1=b1, beta2=b2, weight_decay=wd, eps=eps,
+                amsgrad=False, maximize=False,
+            )  # fmt: skip
+            if decoupled_weight_decay and params is not None:
+                torch._foreach_add_(g, params, alpha=-float(lr) * decoupled_weight_decay)
+            new_adam = ScaleByAdamState(tuple(mu), tuple(nu), count)
+        else:
+            g, flip_state = flip.update(leaves, state[0], params, False)
+            count = adam_state.count + 1
+            n = len(g)
+            out = AdamStep.apply(
+                AdamConfig(n, *cfg_fields), count, lr, *g, *adam_state.mu, *adam_state.nu
+            )
+            g = list(out[:n])
+            if decoupled_weight_decay and params is not None:
+                g = PURE.add(g, PURE.mul(list(params), -lr * decoupled_weight_decay))
+            new_adam = ScaleByAdamState(tuple(out[n : 2 * n]), tuple(out[2 * n :]), count)
         new_state = list(state)
         new_state[0] = flip_state
-        new_state[adam_index] = ScaleByAdamState(tuple(mu), tuple(nu), count)
+        new_state[1] = new_adam
         return g, tuple(new_state)
 
     return step

@@ -1,0 +1,113 @@
+"""Adam's out-of-place step as one autograd node with a hand-derived vector-Jacobian product.
+
+Unrolled (meta-learning) steps differentiate through the optimizer. Recording Adam op by op puts
+about ten graph nodes per step on the tape; this Function records one, computes the forward with
+multi-tensor ops and the backward in closed form. The backward is itself written with
+differentiable ops on saved inputs and outputs, so second-order gradients (MAML) flow through it.
+
+With :math:`a = -\\alpha / (1 - \\beta_1^t)`, :math:`c = 1 / (1 - \\beta_2^t)`,
+:math:`s = \\sqrt{c v' + \\bar\\epsilon}`, :math:`D = s + \\epsilon` and :math:`u = a m' / D`:
+
+.. math::
+    \\bar m' \\mathrel{+}= a \\bar u / D, \\qquad
+    \\bar v' \\mathrel{+}= -\\tfrac{a c}{2}\\, \\bar u m' / (D^2 s), \\qquad
+    \\bar g = (1-\\beta_1) \\bar m' + 2 (1-\\beta_2)\\, g \\bar v', \\quad
+    \\bar m = \\beta_1 \\bar m', \\quad \\bar v = \\beta_2 \\bar v', \\quad
+    \\bar\\alpha = -\\frac{1}{1-\\beta_1^t} \\sum \\bar u\\, m' / D.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from torchopt_lite.transform._moments import bias_correction
+from torchopt_lite.transform._ops import PURE
+
+
+class AdamConfig(NamedTuple):
+    n: int
+    b1: float
+    b2: float
+    eps: float
+    eps_root: float
+
+
+def _coefficients(cfg: AdamConfig, count: Tensor, lr: Any) -> tuple[Any, Tensor]:
+    """``a = -lr / bc1`` and ``c = 1 / bc2`` for the step ``count`` (already incremented)."""
+    a = -lr / bias_correction(cfg.b1, count)
+    return a, 1.0 / bias_correction(cfg.b2, count)
+
+
+def _denominator(cfg: AdamConfig, nu: list[Tensor], c: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    s = PURE.mul(nu, c)
+    s = PURE.sqrt(PURE.add_scalar(s, cfg.eps_root) if cfg.eps_root else s)
+    return s, PURE.add_scalar(s, cfg.eps)
+
+
+class AdamStep(torch.autograd.Function):
+    """``(g, m, v) -> (u, m', v')`` for one Adam step scaled by ``-lr``."""
+
+    @staticmethod
+    def forward(cfg: AdamConfig, count: Tensor, lr: Any, *tensors: Tensor) -> tuple[Tensor, ...]:
+        n = cfg.n
+        g, mu, nu = list(tensors[:n]), list(tensors[n : 2 * n]), list(tensors[2 * n :])
+        mu_new = list(torch._foreach_lerp(mu, g, 1.0 - cfg.b1))
+        nu_new = list(torch._foreach_mul(nu, cfg.b2))
+        torch._foreach_addcmul_(nu_new, g, g, value=1.0 - cfg.b2)
+        a, c = _coefficients(cfg, count, lr)
+        _, denom = _denominator(cfg, nu_new, c)
+        u = list(torch._foreach_div(mu_new, denom))
+        torch._foreach_mul_(u, a.to(u[0].dtype))
+        return (*u, *mu_new, *nu_new)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        cfg, count, lr, *tensors = inputs
+        n = cfg.n
+        ctx.cfg = cfg
+        ctx.count = count
+        ctx.lr_is_tensor = isinstance(lr, Tensor)
+        ctx.lr = None if ctx.lr_is_tensor else lr
+        saved_lr = [lr] if ctx.lr_is_tensor else []
+        ctx.save_for_backward(*tensors[:n], *output[n : 3 * n], *saved_lr)
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[Any, ...]:
+        cfg: AdamConfig = ctx.cfg
+        n = cfg.n
+        saved = ctx.saved_tensors
+        g, mu_new, nu_new = list(saved[:n]), list(saved[n : 2 * n]), list(saved[2 * n : 3 * n])
+        lr = saved[3 * n] if ctx.lr_is_tensor else ctx.lr
+        u_bar, mu_bar, nu_bar = grads[:n], grads[n : 2 * n], grads[2 * n :]
+        a, c = _coefficients(cfg, ctx.count, lr)
+        gm = _present(mu_bar, g)
+        gv = _present(nu_bar, g)
+        lr_bar = None
+        if any(x is not None for x in u_bar):
+            ub = _present(u_bar, g)
+            s, denom = _denominator(cfg, nu_new, c)
+            t = PURE.div(ub, denom)
+            gm = PURE.add(gm, PURE.mul(t, a))
+            tm = PURE.mul(t, mu_new)
+            gv = PURE.add(gv, PURE.mul(PURE.div(PURE.div(tm, denom), s), -0.5 * a * c))
+            if ctx.lr_is_tensor and ctx.needs_input_grad[2]:
+                inv_bc1 = 1.0 / bias_correction(cfg.b1, ctx.count)
+                lr_bar = -inv_bc1 * torch.stack([x.sum() for x in tm]).sum()
+        g_bar = PURE.addcmul(PURE.mul(gm, 1.0 - cfg.b1), g, gv, 2.0 * (1.0 - cfg.b2))
+        return (
+            None,
+            None,
+            lr_bar,
+            *g_bar,
+            *PURE.mul(gm, cfg.b1),
+            *PURE.mul(gv, cfg.b2),
+        )
+
+
+def _present(grads: tuple[Tensor | None, ...], like: list[Tensor]) -> list[Tensor]:
+    """Output gradients autograd left as ``None`` (unused outputs) become zeros."""
+    return [torch.zeros_like(y) if x is None else x for x, y in zip(grads, like, strict=True)]
