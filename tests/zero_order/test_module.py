@@ -113,6 +113,9 @@ def test_tied_parameters_are_swapped_everywhere() -> None:
         def forward(self, x):
             return self.b(self.a(x)).sum()
 
+        def sample(self, sample_shape):  # unused by finite differences
+            return torch.zeros(sample_shape)
+
     model = Tied()
     x = torch.tensor([1.0, -2.0], dtype=F64)
     model(x).backward()
@@ -125,6 +128,9 @@ def test_module_errors() -> None:
     class Empty(ZeroOrderGradientModule):
         def forward(self):
             return torch.zeros(())
+
+        def sample(self, sample_shape):
+            return torch.zeros(sample_shape)
 
     with pytest.raises(
         RuntimeError, match=r"Empty.forward: The module has no parameters that require grad"
@@ -140,8 +146,16 @@ def test_module_errors() -> None:
             def forward(self):
                 return torch.zeros(())
 
-    base = ZeroOrderGradientModule.__new__(ZeroOrderGradientModule)
-    with pytest.raises(NotImplementedError):
-        ZeroOrderGradientModule.sample(base)
-    with pytest.raises(NotImplementedError):
-        ZeroOrderGradientModule.forward(base)
+
+def test_forward_and_sample_are_abstract() -> None:
+    class NoSample(ZeroOrderGradientModule):
+        def forward(self):
+            return torch.zeros(())
+
+    class NoForward(ZeroOrderGradientModule):
+        def sample(self, sample_shape):
+            return torch.zeros(sample_shape)
+
+    for cls in (NoSample, NoForward):
+        with pytest.raises(TypeError, match=r"Can't instantiate abstract class"):
+            cls()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import functools
 from collections.abc import Iterator, Sequence
@@ -149,6 +150,8 @@ class ZeroOrderGradientModule(nn.Module, Samplable):
         >>> torch.allclose(sim.x.grad, torch.tensor([2.0, -2.0]), atol=0.5)
         True
 
+    ``forward`` and ``sample`` are abstract: a subclass that lacks one cannot be instantiated.
+
     Note:
         TorchOpt perturbs every parameter; we perturb only those that require grad (frozen
         ones keep their values). A subclass of a subclass that does not define ``forward``
@@ -180,10 +183,12 @@ class ZeroOrderGradientModule(nn.Module, Samplable):
             fitness_shaping=fitness_shaping,
         )
 
+    @abc.abstractmethod
     def forward(self, *args: Any, **kwargs: Any) -> Tensor:
         """Return the scalar objective (implemented by subclasses)."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor | Sequence[Numeric]:  # noqa: B008
         """Draw perturbations of shape ``sample_shape`` (implemented by subclasses)."""
         raise NotImplementedError
