@@ -58,10 +58,12 @@ def adam(
         Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
 
     Note:
-        An in-place step (``inplace=True``, a float learning rate, ``eps_root=0``, leaves of one
-        floating dtype and device) runs one fused multi-tensor kernel for the whole chain and
-        allocates no temporaries; other cases run the transforms with multi-tensor ops. Both
-        give the same result. ``use_accelerated_op`` therefore changes nothing.
+        The whole chain is fused when the leaves share one floating dtype and device: an
+        in-place step (float learning rate, ``eps_root=0``) is one multi-tensor kernel pass that
+        allocates no temporaries, and an out-of-place step (float or tensor learning rate) is
+        one autograd node with a closed-form backward that is itself differentiable. Other cases
+        (a schedule, mixed dtypes, inside ``torch.func`` transforms) run the transforms one by
+        one. All paths give the same result, so ``use_accelerated_op`` changes nothing.
     """
     b1, b2 = check_betas("adam", betas)
     check_nonnegative("adam", "lr", lr, what="learning rate")

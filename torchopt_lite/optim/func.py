@@ -29,8 +29,8 @@ class FuncOptimizer:
         >>> w = torch.tensor([1.0, 2.0], requires_grad=True)
         >>> opt = torchopt_lite.FuncOptimizer(torchopt_lite.sgd(lr=0.5))
         >>> (new_w,) = opt.step((w**2).sum(), (w,))
-        >>> new_w
-        tensor([0., 0.], grad_fn=<AddBackward0>)
+        >>> new_w.detach(), new_w.requires_grad
+        (tensor([0., 0.]), True)
     """
 
     def __init__(self, impl: GradientTransformation, *, inplace: bool = False) -> None:
