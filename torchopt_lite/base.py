@@ -165,7 +165,8 @@ Used by the ``torch.optim``-style classes, which own their parameters."""
 class ChainedGradientTransformation(GradientTransformation):
     """Transformations applied one after the other; nested chains are flattened.
 
-    Identities are kept, so the state has one entry per transformation, as in TorchOpt.
+    Identities are kept, so the state has one entry per transformation given (TorchOpt 0.7.3
+    drops them).
 
     The state is a tuple with one entry per (flattened) transformation. When every part has a
     leafwise implementation, the chain flattens the pytree once per step for all of them, and
@@ -266,7 +267,7 @@ def _chain_trees(
 
 
 class IdentityGradientTransformation(GradientTransformation):
-    """The transformation that returns updates unchanged; ``chain`` drops it."""
+    """The transformation that returns updates unchanged (stateless: ``EmptyState``)."""
 
     def __new__(cls) -> IdentityGradientTransformation:
         """Build the identity."""
