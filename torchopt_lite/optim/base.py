@@ -90,9 +90,22 @@ class Optimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
         self._group_states.append(None)
         self._group_impls.append(None)
+        if self._factory is not None:  # validate the hyperparameters now, as torch.optim does
+            try:
+                self._impl_for(len(self.param_groups) - 1, self.param_groups[-1])
+            except Exception:
+                del self.param_groups[-1], self._group_states[-1], self._group_impls[-1]
+                raise
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a ``state_dict()`` of an optimizer with the same groups and configuration."""
+        saved_keys = set().union(*(g.keys() for g in state_dict.get("param_groups", [{}])))
+        missing = [k for k in self._hyperparameters if k not in saved_keys]
+        if self._factory is not None and missing:
+            raise ValueError(
+                f"load_state_dict: the state_dict's param_groups lack {missing}; the state_dict "
+                "comes from a different optimizer configuration."
+            )
         before = [dict(g) for g in self.param_groups]
         super().load_state_dict(state_dict)
         loaded = self.__dict__.pop("state", {})
