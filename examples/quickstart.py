@@ -82,8 +82,8 @@ for _ in range(60):
     u, meta_state = meta.update(hyper, meta_state)
     with torch.no_grad():
         log_lr.add_(u)
-    meta_losses.append(float(outer))
-    lrs.append(float(log_lr.exp()))
+    meta_losses.append(float(outer.detach()))
+    lrs.append(float(log_lr.detach().exp()))
 print(f"   validation loss after 5 steps {meta_losses[0]:.3f} -> {meta_losses[-1]:.3f}")
 print(f"   learned inner lr {lrs[0]:.3f} -> {lrs[-1]:.3f}")
 
@@ -117,15 +117,14 @@ for it in range(40):
     val = mse(ridge(torch.zeros(8, dtype=DTYPE), lam), X_val, y_val)
     (hyper,) = torch.autograd.grad(val, log_lam)
     if it == 0:
-        exact = closed_form_hypergrad(lam) * lam
+        exact = closed_form_hypergrad(lam) * lam.detach()
         print(f"   hypergradient {float(hyper):+.8f} vs closed form {float(exact):+.8f}")
     u, hyper_state = hyper_opt.update(hyper, hyper_state)
     with torch.no_grad():
         log_lam.add_(u)
-    val_losses.append(float(val))
-print(
-    f"   validation loss {val_losses[0]:.4f} -> {val_losses[-1]:.4f}, lambda {float(log_lam.exp()):.4f}"
-)
+    val_losses.append(float(val.detach()))
+lam_final = float(log_lam.detach().exp())
+print(f"   validation loss {val_losses[0]:.4f} -> {val_losses[-1]:.4f}, lambda {lam_final:.4f}")
 
 # 4. Zero-order: a loss autograd cannot see (rounded predictions) -------------------------------
 print("4. Zero-order: antithetic ES through a non-differentiable loss")
@@ -144,9 +143,9 @@ for it in range(150):
     loss = rounded_loss(w_z)
     loss.backward()
     es_opt.step()
-    es_losses.append(float(loss))
+    es_losses.append(float(loss.detach()))
     if it % 50 == 0:
-        print(f"   iteration {it:3d}: loss {float(loss):.4f}")
+        print(f"   iteration {it:3d}: loss {float(loss.detach()):.4f}")
 print(f"   loss {es_losses[0]:.3f} -> {es_losses[-1]:.4f}")
 
 OUT.mkdir(exist_ok=True)
