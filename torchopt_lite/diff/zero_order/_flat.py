@@ -80,6 +80,18 @@ def seeded(generator: torch.Generator | None, device: torch.device) -> Iterator[
         yield
 
 
+def noise(
+    sampler: Any, layout: Layout, num_samples: int, generator: torch.Generator | None, caller: str
+) -> Tensor | None:
+    """``(K, d)`` noise from ``sampler``: ``None`` (no noise), ``'normal'``, ``'rademacher'``
+    or an object with ``.sample(sample_shape)``."""
+    if sampler is None:
+        return None
+    if isinstance(sampler, str):
+        return standard_noise(sampler, layout, num_samples, generator)
+    return draw_noise(sampler.sample, layout, num_samples, generator, caller)
+
+
 def standard_noise(
     kind: str, layout: Layout, num_samples: int, generator: torch.Generator | None
 ) -> Tensor:

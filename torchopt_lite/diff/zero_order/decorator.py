@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, TypeAlias
 
@@ -13,38 +12,17 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from torchopt_lite.diff.zero_order import _estimators, _flat
-from torchopt_lite.typing import Numeric, Samplable, SampleFunc
+from torchopt_lite.diff.zero_order._options import Settings, fn_name, validate
+from torchopt_lite.diff.zero_order._options import (
+    WrappedSamplable as WrappedSamplable,  # TorchOpt path
+)
+from torchopt_lite.typing import Samplable, SampleFunc
 
 Method: TypeAlias = Literal[
     "naive", "forward", "antithetic", "spsa", "forward_difference", "central_difference"
 ]
 Evaluation: TypeAlias = Literal["sequential", "batched", "vmap"]
 FitnessShaping: TypeAlias = Literal["centered_rank"]
-
-
-class WrappedSamplable(Samplable):
-    """A sample function ``sample_fn(sample_shape) -> Tensor`` seen as a :class:`Samplable`."""
-
-    def __init__(self, sample_fn: SampleFunc) -> None:
-        self.sample_fn = sample_fn
-
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor | Sequence[Numeric]:  # noqa: B008
-        """Return ``sample_fn(sample_shape)``."""
-        return self.sample_fn(sample_shape)
-
-
-class _Settings(NamedTuple):
-    """Everything :func:`zero_order` validated once, at decoration time."""
-
-    estimator: _estimators.Estimator
-    sampler: Samplable | str | None  # "normal" / "rademacher": drawn from the generator directly
-    argnums: tuple[int, ...]
-    num_samples: int
-    sigma: float
-    evaluation: str
-    baseline: bool
-    fitness_shaping: str | None
-    generator: torch.Generator | None
 
 
 class _Call(NamedTuple):
@@ -56,7 +34,7 @@ class _Call(NamedTuple):
     argnums: tuple[int, ...]  # non-negative, in the order given
     treespec: optree.PyTreeSpec  # of the tuple of differentiated arguments
     layout: _flat.Layout
-    settings: _Settings
+    settings: Settings
 
     def value(self, leaves: Sequence[Tensor]) -> Tensor:
         """``fn`` with the differentiated arguments rebuilt from ``leaves``."""
@@ -70,17 +48,17 @@ class _Call(NamedTuple):
         out = self.value(leaves)
         if not isinstance(out, Tensor):
             raise RuntimeError(
-                f"zero_order: `output` must be a tensor; {_name(self.fn)} returned "
+                f"zero_order: `output` must be a tensor; {fn_name(self.fn)} returned "
                 f"{type(out).__name__}."
             )
         if out.dim() != 0:
             raise RuntimeError(
-                f"zero_order: `output` must be a scalar tensor; {_name(self.fn)} returned shape "
+                f"zero_order: `output` must be a scalar tensor; {fn_name(self.fn)} returned shape "
                 f"{tuple(out.shape)}. Reduce it to a scalar, e.g. with .sum() or .mean()."
             )
         if not out.is_floating_point():
             raise RuntimeError(
-                f"zero_order: `output` must be a floating-point scalar tensor; {_name(self.fn)} "
+                f"zero_order: `output` must be a floating-point scalar tensor; {fn_name(self.fn)} "
                 f"returned dtype {out.dtype}. Cast it with .double() or .float()."
             )
         return out
@@ -88,13 +66,7 @@ class _Call(NamedTuple):
     def gradient(self, leaves: Sequence[Tensor], f_theta: Tensor) -> list[Tensor]:
         """The estimated gradient with respect to each leaf."""
         s, layout = self.settings, self.layout
-        noise = None
-        if isinstance(s.sampler, str):
-            noise = _flat.standard_noise(s.sampler, layout, s.num_samples, s.generator)
-        elif s.sampler is not None:
-            noise = _flat.draw_noise(
-                s.sampler.sample, layout, s.num_samples, s.generator, "zero_order"
-            )
+        noise = _flat.noise(s.sampler, layout, s.num_samples, s.generator, "zero_order")
         call = self.value if s.evaluation == "batched" else self.scalar
         f = _flat.batch_evaluator(s.evaluation, layout, call, "zero_order")
         g = _estimators.estimate(
@@ -130,31 +102,13 @@ class _ZeroOrder(torch.autograd.Function):
         return (None, *(g.mul(grad_output) for g in grads))
 
 
-def _name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", type(fn).__name__)
-
-
-def _check_argnums(argnums: Any) -> tuple[int, ...]:
-    if isinstance(argnums, int) and not isinstance(argnums, bool):
-        return (argnums,)
-    if (
-        isinstance(argnums, tuple | list)
-        and argnums
-        and all(isinstance(i, int) and not isinstance(i, bool) for i in argnums)
-    ):
-        return tuple(argnums)
-    if isinstance(argnums, tuple | list) and not argnums:
-        raise ValueError("zero_order: argnums must name at least one argument; got ().")
-    raise TypeError(f"zero_order: argnums must be an int or a tuple of ints; got {argnums!r}.")
-
-
 def _resolve_argnums(
     argnums: tuple[int, ...], nargs: int, fn: Callable[..., Any]
 ) -> tuple[int, ...]:
     """Non-negative argnums for a call with ``nargs`` positional arguments."""
     if any(not -nargs <= i < nargs for i in argnums):
         raise ValueError(
-            f"zero_order: argnums={argnums} is out of range for {_name(fn)} called with {nargs} "
+            f"zero_order: argnums={argnums} is out of range for {fn_name(fn)} called with {nargs} "
             "positional argument(s); argnums index the positional arguments (keyword arguments "
             "are never differentiated)."
         )
@@ -162,97 +116,6 @@ def _resolve_argnums(
     if len(set(resolved)) != len(resolved):
         raise ValueError(f"zero_order: argnums={argnums} names the same argument twice.")
     return resolved
-
-
-def _is_standard_normal(distribution: Any) -> bool:
-    """Whether ``distribution`` is exactly ``torch.distributions.Normal(0.0, 1.0)``."""
-    if type(distribution) is not torch.distributions.Normal or distribution.batch_shape:
-        return False
-    return bool(distribution.loc == 0) and bool(distribution.scale == 1)
-
-
-def _settings(
-    caller: str,
-    distribution: Any,
-    method: Any,
-    argnums: Any,
-    num_samples: Any,
-    sigma: Any,
-    evaluation: Any,
-    baseline: Any,
-    fitness_shaping: Any,
-    generator: Any,
-) -> _Settings:
-    """Validate the options of :func:`zero_order` (and its kin) once, before any call."""
-    if method not in _estimators.ESTIMATORS:
-        raise ValueError(
-            f"{caller}: method must be one of {', '.join(map(repr, _estimators.ESTIMATORS))}; "
-            f"got {method!r}."
-        )
-    estimator = _estimators.ESTIMATORS[method]
-    sampler: Samplable | str | None
-    if distribution is None:
-        sampler = "rademacher" if method == "spsa" else "normal"
-    elif _is_standard_normal(distribution):
-        sampler = "normal"  # the same distribution, drawn with randn (faster; uses the generator)
-    elif isinstance(distribution, Samplable):
-        sampler = distribution
-    elif callable(distribution):
-        sampler = WrappedSamplable(distribution)
-    else:
-        raise TypeError(
-            f"{caller}: `distribution` must be a callable or an instance of `Samplable` "
-            "(an object with .sample(sample_shape), e.g. torch.distributions.Normal(0.0, "
-            f"1.0)), or None; got {type(distribution).__name__}."
-        )
-    if not estimator.random:
-        sampler = None
-    argnums = _check_argnums(argnums)
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool):
-        raise TypeError(f"{caller}: num_samples must be an int; got {num_samples!r}.")
-    if num_samples < 1:
-        raise ValueError(f"{caller}: num_samples must be >= 1; got {num_samples}.")
-    if not isinstance(sigma, int | float) or isinstance(sigma, bool):
-        raise TypeError(f"{caller}: sigma must be a positive float; got {sigma!r}.")
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"{caller}: sigma must be positive and finite; got {sigma}.")
-    if evaluation not in _flat.EVALUATIONS:
-        raise ValueError(
-            f"{caller}: evaluation must be one of {', '.join(map(repr, _flat.EVALUATIONS))}; "
-            f"got {evaluation!r}."
-        )
-    if baseline and not estimator.random:
-        raise ValueError(f"{caller}: baseline=True needs a sampling method; got {method!r}.")
-    if baseline and num_samples < 2:
-        raise ValueError(
-            f"{caller}: baseline=True needs num_samples >= 2 (the baseline of a sample is the "
-            f"mean of the others); got num_samples={num_samples}."
-        )
-    if fitness_shaping not in (None, "centered_rank"):
-        raise ValueError(
-            f"{caller}: fitness_shaping must be None or 'centered_rank'; got {fitness_shaping!r}."
-        )
-    if fitness_shaping is not None and not estimator.shapeable:
-        raise ValueError(
-            f"{caller}: fitness_shaping={fitness_shaping!r} works with 'naive', 'antithetic' "
-            f"and 'spsa' (ranks of one batch of values); got method={method!r}."
-        )
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"{caller}: generator must be a torch.Generator or None; "
-            f"got {type(generator).__name__}."
-        )
-    return _Settings(
-        estimator,
-        sampler,
-        argnums,
-        num_samples,
-        float(sigma),
-        evaluation,
-        bool(baseline),
-        fitness_shaping,
-        generator,
-    )
 
 
 def zero_order(
@@ -355,7 +218,7 @@ def zero_order(
         distribution for any i.i.d. sampler) and check the shape. The estimate itself is not
         differentiable: differentiating through it again raises (``once_differentiable``).
     """
-    settings = _settings(
+    settings = validate(
         "zero_order",
         distribution,
         method,
@@ -370,7 +233,7 @@ def zero_order(
     return functools.partial(_decorate, settings=settings)
 
 
-def _decorate(fn: Callable[..., Tensor], *, settings: _Settings) -> Callable[..., Tensor]:
+def _decorate(fn: Callable[..., Tensor], *, settings: Settings) -> Callable[..., Tensor]:
     @functools.wraps(fn)
     def apply(*args: Any, **kwargs: Any) -> Tensor:
         argnums = _resolve_argnums(settings.argnums, len(args), fn)
@@ -382,7 +245,7 @@ def _decorate(fn: Callable[..., Tensor], *, settings: _Settings) -> Callable[...
         if bad or not leaves:
             got = "no tensors" if not leaves else f"a leaf of type {_describe(bad[0])}"
             raise TypeError(
-                f"zero_order: the arguments argnums={settings.argnums} of {_name(fn)} must be "
+                f"zero_order: the arguments argnums={settings.argnums} of {fn_name(fn)} must be "
                 f"pytrees of floating-point tensors; got {got}."
             )
         layout = _flat.layout_of(leaves)

@@ -12,7 +12,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from torchopt_lite.diff.zero_order import _estimators, _flat
-from torchopt_lite.diff.zero_order.decorator import Method, _name, _Settings, _settings
+from torchopt_lite.diff.zero_order._options import Settings, fn_name, validate
+from torchopt_lite.diff.zero_order.decorator import Method
 from torchopt_lite.typing import Samplable, SampleFunc
 
 _CALLER = "numpy_function"
@@ -41,12 +42,12 @@ class _External(NamedTuple):
     grad: Callable[..., Any] | None
     kwargs: dict[str, Any]
     layout: _flat.Layout
-    settings: _Settings
+    settings: Settings
 
     def outputs(self, inputs: Sequence[Tensor], out_shape: tuple[int, ...] | None) -> Tensor:
         """``fn`` on NumPy copies of ``inputs``, as a tensor of the inputs' promoted dtype."""
         like = torch.empty((), dtype=self.layout.dtype, device=self.layout.device)
-        what = f"the output of {_name(self.fn)}"
+        what = f"the output of {fn_name(self.fn)}"
         if out_shape is not None:
             what += " at a perturbed input (it must keep the shape it had at the input)"
         return _to_tensor(self.fn(*map(_to_numpy, inputs), **self.kwargs), what, like, out_shape)
@@ -86,16 +87,11 @@ class _External(NamedTuple):
             return (self.outputs(leaves, (m, *shape)) * cot).reshape(m, -1).sum(1)
 
         call = batched if s.evaluation == "batched" else scalar
-        noise = None
-        if isinstance(s.sampler, str):
-            noise = _flat.standard_noise(s.sampler, layout, s.num_samples, s.generator)
-        elif s.sampler is not None:
-            noise = _flat.draw_noise(s.sampler.sample, layout, s.num_samples, s.generator, _CALLER)
         g = _estimators.estimate(
             s.estimator,
             _flat.batch_evaluator(s.evaluation, layout, call, _CALLER),
             _flat.ravel(layout, inputs),
-            noise,
+            _flat.noise(s.sampler, layout, s.num_samples, s.generator, _CALLER),
             s.sigma,
             (output.to(layout.dtype) * cot).sum(),
             baseline=False,
@@ -112,7 +108,7 @@ class _NumpyFunction(torch.autograd.Function):
         output = call.outputs(inputs, None)
         if call.grad is not None and output.dim() != 0:
             raise ValueError(
-                f"{_CALLER}: grad= needs a scalar output; {_name(call.fn)} returned shape "
+                f"{_CALLER}: grad= needs a scalar output; {fn_name(call.fn)} returned shape "
                 f"{tuple(output.shape)}. Pass vjp= for a non-scalar output."
             )
         return output
@@ -204,7 +200,7 @@ def numpy_function(
         if value is not None and not callable(value):
             raise TypeError(f"{_CALLER}: {name} must be callable; got {type(value).__name__}.")
     evaluation = "batched" if batched else "sequential"
-    settings = _settings(
+    settings = validate(
         _CALLER, distribution, method, (0,), num_samples, sigma, evaluation, False, None, generator
     )
 
@@ -218,12 +214,12 @@ def numpy_function(
                 if not (isinstance(x, Tensor) and x.is_floating_point()):
                     got = f"dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
                     raise TypeError(
-                        f"{_CALLER}: every positional input of {_name(fn)} must be a "
+                        f"{_CALLER}: every positional input of {fn_name(fn)} must be a "
                         f"floating-point tensor (pass other values as keyword arguments); "
                         f"input {i} is {got}."
                     )
             if not inputs:
-                raise ValueError(f"{_CALLER}: {_name(fn)} needs at least one tensor input.")
+                raise ValueError(f"{_CALLER}: {fn_name(fn)} needs at least one tensor input.")
             call = _External(fn, vjp, grad, kwargs, _flat.layout_of(inputs), settings)
             return _NumpyFunction.apply(call, *inputs)
 
