@@ -4,6 +4,8 @@ scipy is optional: it is imported by the functions that use it, so this package 
 without it.
 """
 
+from torchopt_lite.diff.zero_order import numpy_function
+from torchopt_lite.interop.external import ExternalOptimizer
 from torchopt_lite.interop.scipy import minimize
 from torchopt_lite.interop.scipy_global import (
     basinhopping,
@@ -20,4 +22,6 @@ __all__ = [
     "differential_evolution",
     "shgo",
     "dual_annealing",
+    "ExternalOptimizer",
+    "numpy_function",
 ]

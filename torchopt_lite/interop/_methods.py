@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 from torchopt_lite.interop._objective import Objective
@@ -58,3 +59,15 @@ def derivative_kwargs(objective: Objective, meth: str) -> dict[str, Any]:
     elif meth in HESS:
         kwargs["hess"] = objective.hess
     return kwargs
+
+
+def import_scipy_optimize(caller: str) -> ModuleType:
+    """``scipy.optimize``, or an ``ImportError`` that says how to install it."""
+    try:
+        import scipy.optimize
+    except ImportError as err:
+        raise ImportError(
+            f"{caller} needs scipy, an optional dependency of torchopt_lite; install it with "
+            "`pip install torchopt-lite[scipy]` (or `pip install scipy`)."
+        ) from err
+    return scipy.optimize

@@ -11,7 +11,11 @@ from torch import Tensor
 
 from torchopt_lite.interop._constraints import convert_constraints
 from torchopt_lite.interop._flat import FlatParams
-from torchopt_lite.interop._methods import derivative_kwargs, resolve_method
+from torchopt_lite.interop._methods import (
+    derivative_kwargs,
+    import_scipy_optimize,
+    resolve_method,
+)
 from torchopt_lite.interop._objective import Objective
 from torchopt_lite.typing import LinearSolver, Params
 
@@ -111,9 +115,8 @@ def minimize(
         host (scipy runs on the host), one synchronisation per call. Params on the ``meta``
         device are refused. TorchOpt has no scipy bridge.
     """
-    import scipy.optimize
-
     caller = "minimize"
+    optimize = import_scipy_optimize(caller)
     flat = FlatParams(params, caller)
     if not isinstance(args, tuple):
         args = (args,)
@@ -124,7 +127,7 @@ def minimize(
     scipy_callback = flat.wrap_callback(callback)
 
     def run(x0: Any) -> OptimizeResult:
-        return scipy.optimize.minimize(
+        return optimize.minimize(
             x0=x0,
             method=method,
             bounds=bounds,

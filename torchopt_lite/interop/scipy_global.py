@@ -11,7 +11,12 @@ from torch import Tensor
 
 from torchopt_lite.interop._constraints import convert_constraints
 from torchopt_lite.interop._flat import FlatParams
-from torchopt_lite.interop._methods import GRADIENT_FREE, derivative_kwargs, resolve_method
+from torchopt_lite.interop._methods import (
+    GRADIENT_FREE,
+    derivative_kwargs,
+    import_scipy_optimize,
+    resolve_method,
+)
 from torchopt_lite.interop._objective import Objective
 from torchopt_lite.typing import Params
 
@@ -100,12 +105,11 @@ def basinhopping(
         >>> round(float(sol), 2)
         -1.04
     """
-    import scipy.optimize
-
+    optimize = import_scipy_optimize("basinhopping")
     flat, objective = _setup(fun, params, args, "basinhopping")
     local, meth = _local_kwargs(objective, minimizer_kwargs, None)
     func = objective.value if meth in GRADIENT_FREE else objective.value_with_grad
-    result = scipy.optimize.basinhopping(
+    result = optimize.basinhopping(
         func,
         flat.pack(params),
         minimizer_kwargs=local,
@@ -162,16 +166,15 @@ def differential_evolution(
         >>> [round(float(v), 4) + 0.0 for v in sol]
         [0.0, 0.0]
     """
-    import scipy.optimize
-
+    optimize = import_scipy_optimize("differential_evolution")
     flat, objective = _setup(fun, params, args, "differential_evolution")
     cons = convert_constraints(constraints, flat)
     if vectorized:
         kwargs.setdefault("updating", "deferred")  # what scipy switches to, without its warning
     if polish is True:
         method = "trust-constr" if cons else "L-BFGS-B"
-        polish = functools.partial(scipy.optimize.minimize, method=method, jac=objective.grad)
-    result = scipy.optimize.differential_evolution(
+        polish = functools.partial(optimize.minimize, method=method, jac=objective.grad)
+    result = optimize.differential_evolution(
         objective.batched_value if vectorized else objective.value,
         bounds,
         constraints=cons,
@@ -227,8 +230,7 @@ def shgo(
         >>> [round(float(v), 4) for v in sol]
         [-1.0356, -1.0356]
     """
-    import scipy.optimize
-
+    optimize = import_scipy_optimize("shgo")
     flat, objective = _setup(fun, params, args, "shgo")
     for key in DERIVATIVE_KEYS:
         if options is not None and key in options:
@@ -238,7 +240,7 @@ def shgo(
             )
     local, _ = _local_kwargs(objective, minimizer_kwargs, "SLSQP")
     cons = convert_constraints(constraints, flat) or None
-    result = scipy.optimize.shgo(
+    result = optimize.shgo(
         objective.value,
         bounds,
         constraints=cons,
@@ -288,8 +290,7 @@ def dual_annealing(
         >>> [round(float(v), 4) for v in sol]
         [0.5, 0.5]
     """
-    import scipy.optimize
-
+    optimize = import_scipy_optimize("dual_annealing")
     flat, objective = _setup(fun, params, args, "dual_annealing")
     if minimizer_kwargs is None:
         lower, upper = _bounds_arrays(bounds, flat.size)
@@ -299,7 +300,7 @@ def dual_annealing(
             "options": {"maxiter": min(max(6 * flat.size, 100), 1000)},
         }
     local, _ = _local_kwargs(objective, minimizer_kwargs, "L-BFGS-B")
-    result = scipy.optimize.dual_annealing(
+    result = optimize.dual_annealing(
         objective.value,
         bounds,
         minimizer_kwargs=local,

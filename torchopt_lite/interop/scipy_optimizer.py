@@ -10,7 +10,13 @@ import torch
 from torch import Tensor
 
 from torchopt_lite.interop._flat import FlatParams
-from torchopt_lite.interop._methods import GRADIENT_FREE, HESS, HESSP, resolve_method
+from torchopt_lite.interop._methods import (
+    GRADIENT_FREE,
+    HESS,
+    HESSP,
+    import_scipy_optimize,
+    resolve_method,
+)
 from torchopt_lite.interop._objective import check_scalar
 
 if TYPE_CHECKING:
@@ -74,6 +80,7 @@ class ScipyMinimizer(torch.optim.Optimizer):
         callback: Callable[..., Any] | None = None,
     ) -> None:
         caller = "ScipyMinimizer"
+        import_scipy_optimize(caller)
         method, meth = resolve_method(method, caller, bounds=bounds, constraints=constraints)
         if meth in HESSP | HESS:
             raise ValueError(
@@ -109,9 +116,8 @@ class ScipyMinimizer(torch.optim.Optimizer):
         Returns:
             The final loss as a 0-d float64 tensor.
         """
-        import scipy.optimize
-
         caller = "ScipyMinimizer.step"
+        optimize = import_scipy_optimize(caller)
         if closure is None:
             raise TypeError(
                 f"{caller}: a closure is required: it must zero the grads, compute the loss, "
@@ -146,7 +152,7 @@ class ScipyMinimizer(torch.optim.Optimizer):
         def loss_only(x: np.ndarray) -> float:
             return evaluate(x)[0]
 
-        result = scipy.optimize.minimize(
+        result = optimize.minimize(
             loss_only if self._gradient_free else evaluate,
             flat.pack(params),
             jac=not self._gradient_free,
