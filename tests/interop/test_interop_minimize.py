@@ -7,14 +7,14 @@ import optree
 import pytest
 import scipy.optimize as so
 import torch
-from _interop_problems import (
+
+from tests.interop._interop_problems import (
     GRADIENT,
     GRADIENT_FREE,
     Logistic,
     reference_kwargs,
     rosen_t,
 )
-
 from torchopt_lite.interop import minimize
 from torchopt_lite.interop._flat import FlatParams
 from torchopt_lite.interop._objective import Objective

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.optimize as so
 import torch
-from _interop_problems import Logistic
 
+from tests.interop._interop_problems import Logistic
 from torchopt_lite.interop import ScipyMinimizer
 
 PROB = Logistic()
