@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 class ModuleState(NamedTuple):
     """Parameters and buffers of a module, one dict per submodule (see :func:`extract_state_dict`).
 
-    ``visual_contents`` maps the tensors (or, for non-leaf tensors, their ``grad_fn``) to names
-    for :func:`torchopt_lite.visual.make_dot`; ``detach_buffers`` tells
+    ``visual_contents`` maps leaf tensors to names, and the ``grad_fn`` of non-leaf tensors to
+    ``(name, tensor)`` (to a list of such pairs when one node produced several parameters), for
+    :func:`torchopt_lite.visual.make_dot`; ``detach_buffers`` tells
     :func:`recover_state_dict` to write detached copies of the buffers.
     """
 
@@ -190,7 +191,16 @@ def extract_state_dict(
             visual_contents = {}
             for name, v in target.named_parameters():
                 if v.grad_fn is not None:
-                    visual_contents[v.grad_fn] = (visual_prefix + name, v)
+                    named = (visual_prefix + name, v)
+                    # Several parameters may come out of one node (a multi-tensor update):
+                    # the node then maps to the list of their (name, tensor) pairs.
+                    known = visual_contents.get(v.grad_fn)
+                    if known is None:
+                        visual_contents[v.grad_fn] = named
+                    elif isinstance(known, list):
+                        known.append(named)
+                    else:
+                        visual_contents[v.grad_fn] = [known, named]
                 else:
                     visual_contents[v] = visual_prefix + name
         dev = None if device is None else torch.device(device)

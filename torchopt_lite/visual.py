@@ -51,7 +51,8 @@ def get_fn_name(fn: Any, show_attrs: bool, max_attr_chars: int) -> str:
         >>> get_fn_name((x * 2).grad_fn, show_attrs=False, max_attr_chars=50)
         'MulBackward0'
     """
-    name = type(fn).__name__
+    # Node.name() also names nodes whose Python class is the generic CppFunction (foreach ops).
+    name = fn.name() if callable(getattr(fn, "name", None)) else type(fn).__name__
     if not show_attrs:
         return name
     attrs: dict[str, str] = {}
@@ -82,10 +83,12 @@ def get_fn_name(fn: Any, show_attrs: bool, max_attr_chars: int) -> str:
     return f"{name}\n{'-' * max(col1 + col2 + 2, len(name))}\n{rows}"
 
 
-def _name_maps(params: ParamsLike | None) -> tuple[dict[int, str], dict[Any, tuple[str, Tensor]]]:
+def _name_maps(
+    params: ParamsLike | None,
+) -> tuple[dict[int, str], dict[Any, list[tuple[str, Tensor]]]]:
     """Names of leaf tensors (by id) and of non-leaf parameters (by their ``grad_fn``)."""
     tensor_names: dict[int, str] = {}
-    fn_names: dict[Any, tuple[str, Tensor]] = {}
+    fn_names: dict[Any, list[tuple[str, Tensor]]] = {}
 
     def add(source: Any) -> None:
         if isinstance(source, ModuleState):
@@ -98,7 +101,9 @@ def _name_maps(params: ParamsLike | None) -> tuple[dict[int, str], dict[Any, tup
                 if isinstance(key, Tensor):
                     tensor_names[id(key)] = value
                 else:
-                    fn_names[key] = value
+                    fn_names.setdefault(key, []).extend(
+                        value if isinstance(value, list) else [value]
+                    )
         elif isinstance(source, Mapping):
             for name, t in source.items():
                 add_named(name, t)
@@ -113,7 +118,7 @@ def _name_maps(params: ParamsLike | None) -> tuple[dict[int, str], dict[Any, tup
 
     def add_named(name: str, t: Tensor) -> None:
         if t.grad_fn is not None:
-            fn_names[t.grad_fn] = (name, t)
+            fn_names.setdefault(t.grad_fn, []).append((name, t))
         else:
             tensor_names[id(t)] = name
 
@@ -141,9 +146,9 @@ def make_dot(
     """Draw the autograd graph behind ``var`` as a graphviz ``Digraph``.
 
     Backward nodes are grey; named parameters and other leaf tensors that require grad are light
-    blue (a non-leaf parameter, such as one updated by a meta-optimizer, labels its backward
-    node); outputs are green (their base in dark green when an output is a view); saved tensors
-    are orange.
+    blue (a non-leaf parameter, such as one updated by a meta-optimizer, labels the backward
+    node that produced it; a node producing several parameters lists them all); outputs are
+    green (their base in dark green when an output is a view); saved tensors are orange.
 
     Args:
         var: an output tensor or a tree of them.
@@ -219,9 +224,8 @@ def make_dot(
                 dot.edge(str(id(leaf)), str(id(fn)))
             label = get_fn_name(fn, show_attrs, max_attr_chars)
             color = None
-            if fn in fn_names:
-                name, t = fn_names[fn]
-                label = f"{label}\n{name}\n{_size(t)}"
+            if fn in fn_names:  # a node whose outputs are named parameters
+                label += "".join(f"\n{name}\n{_size(t)}" for name, t in fn_names[fn])
                 color = "lightblue"
             dot.node(str(id(fn)), label, fillcolor=color)
             for nxt, _ in getattr(fn, "next_functions", ()):

@@ -120,7 +120,10 @@ def test_enable_visual_names_leaves_and_non_leaves() -> None:
     opt.step(net(X).pow(2).mean())
     state = extract_state_dict(net, enable_visual=True)
     assert state.visual_contents is not None
-    assert state.visual_contents[net[0].weight.grad_fn] == ("0.weight", net[0].weight)
+    # One multi-tensor update produced every parameter of the group: its node lists them all.
+    named = state.visual_contents[net[0].weight.grad_fn]
+    assert [n for n, _ in named] == [n for n, _ in net.named_parameters()]
+    assert all(t is p for (_, t), p in zip(named, net.parameters(), strict=True))
 
 
 def test_stop_gradient_and_module_detach_keep_requires_grad() -> None:

@@ -49,9 +49,16 @@ def test_meta_updated_parameters_are_named_through_module_state() -> None:
     opt.step(net(torch.ones(4, 2)).pow(2).mean())
     state = extract_state_dict(net, enable_visual=True, visual_prefix="step1.")
     text = make_dot(net(torch.ones(4, 2)).sum(), params=state).source
-    # θ_1 = θ_0 + u is a non-leaf: its AddBackward node carries the name.
-    assert re.search(r'label="AddBackward0\nstep1\.0\.weight\n\(3, 2\)" fillcolor=lightblue', text)
+    # The updated parameters are non-leaves; the node of the update that produced them (one
+    # multi-tensor add for the group) carries their names.
+    assert re.search(
+        r"ForeachAddBackward0List\nstep1\.0\.weight\n\(3, 2\)\nstep1\.0\.bias\n\(3\)\n", text
+    )
+    assert "fillcolor=lightblue" in text
     assert text.count("step1.") == 4
+    # A mapping of non-leaf tensors names them the same way.
+    text = make_dot(net(torch.ones(4, 2)).sum(), params=dict(net.named_parameters())).source
+    assert "\n2.weight\n(1, 3)" in text
 
 
 def test_show_attrs_and_show_saved() -> None:

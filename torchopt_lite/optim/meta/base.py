@@ -187,7 +187,10 @@ class MetaOptimizer:
             if isinstance(state, UninitializedState):
                 state = self.impl.init(params_t)
             updates, state = self.impl.update(g, state, params=params_t, inplace=False)
-            new = [p if u is None else p + u for p, u in zip(params, updates, strict=True)]
+            if any(u is None for u in updates):
+                new = [p if u is None else p + u for p, u in zip(params, updates, strict=True)]
+            else:  # one multi-tensor op (one autograd node) for the whole group
+                new = list(torch._foreach_add(params, updates))
             if truncate:
                 new = [_detach_keep_flag(p) for p in new]
                 state = optree.tree_map(_detach_keep_flag, state)
