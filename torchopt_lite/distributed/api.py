@@ -331,9 +331,23 @@ def _partition(partitioner: Partitioner | None, args: Args, kwargs: KwArgs) -> l
     return parts
 
 
-def _gather(futures: list[Future[Any]]) -> Future[list[Any]]:
-    gathered = torch.futures.collect_all(futures)
-    return gathered.then(lambda fut: [f.wait() for f in fut.wait()])
+def _collect(futures: list[Future[Any]], reducer: Callable[[list[Any]], Any] | None) -> Future[Any]:
+    """One future of the list of results (or of its reduction), failing as the first failure.
+
+    Not ``Future.then``: an exception raised in a ``then`` callback reaches ``wait()`` as a
+    RuntimeError, and a remote ValueError should stay a ValueError.
+    """
+    result: Future[Any] = torch.futures.Future()
+
+    def finish(gathered: Future[list[Future[Any]]]) -> None:
+        try:
+            values = [f.wait() for f in gathered.wait()]
+            result.set_result(values if reducer is None else reducer(values))
+        except Exception as e:  # handed to the caller's wait()
+            result.set_exception(e)
+
+    torch.futures.collect_all(futures).add_done_callback(finish)
+    return result
 
 
 def remote_async_call(
@@ -388,11 +402,7 @@ def remote_async_call(
         rpc.rpc_async(worker, func, args=part_args, kwargs=part_kwargs, timeout=timeout)
         for worker, part_args, part_kwargs in parts
     ]
-    gathered = cast("Future[list[T]]", _gather(futures))
-    if reducer is None:
-        return gathered
-    reduce = reducer
-    return gathered.then(lambda fut: reduce(fut.wait()))
+    return _collect(futures, reducer)
 
 
 def remote_sync_call(
@@ -423,6 +433,7 @@ def remote_sync_call(
         >>> remote_sync_call(torch.neg, args=(torch.ones(1),), partitioner=1)  # doctest: +SKIP
         [tensor([-1.])]
     """
+    _require_rpc("remote_sync_call")
     return remote_async_call(
         func, args=args, kwargs=kwargs, partitioner=partitioner, reducer=reducer, timeout=timeout
     ).wait()
@@ -463,6 +474,7 @@ def _parallelize(
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
+            _require_rpc(caller)
             _check_importable(caller, wrapped)
             future = remote_async_call(
                 functools.partial(_call_unwrapped, wrapped),
