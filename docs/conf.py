@@ -5,11 +5,11 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-import torchopt_lite  # noqa: E402
+import torchopt_lite
 
 project = "torchopt_lite"
 author = "torchopt_lite developers"
-copyright = "2026, torchopt_lite developers"  # noqa: A001
+copyright = "2026, torchopt_lite developers"
 release = torchopt_lite.__version__
 version = release
 

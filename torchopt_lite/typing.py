@@ -96,4 +96,9 @@ class Samplable(Protocol):
         """Draw a sample of the given shape."""
 
 
+if torch.distributed.rpc.is_available():
+    from torch.distributed.rpc import RRef
+
+    __all__ += ["RRef"]
+
 del PyTreeTypeVar, T

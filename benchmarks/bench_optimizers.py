@@ -1,0 +1,244 @@
+"""Optimizer steps side by side: torchopt_lite vs torch.optim (foreach, fused) and TorchOpt 0.7.3.
+
+Workloads (issue 2): Adam in place on 10M float32 parameters as 100 leaves of 100k and as 1000
+leaves of 1k; SGD with momentum in place; the torch.optim-style classes; Adam out of place (the
+differentiable path); extra memory of an in-place Adam step. One thread; every ratio is measured
+in this one run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+
+import torch
+
+import torchopt_lite
+from benchmarks._timing import has, report, timeit
+
+SHAPES = {"100x100k": (100, 100_000), "1000x1k": (1000, 1_000)}
+
+
+def _tensors(n: int, size: int, seed: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(size, generator=gen) for _ in range(n)]
+
+
+def _torch_optim_step(cls: type, params: list, grads: list, **kw: object) -> Callable[[], None]:
+    ps = [p.clone().requires_grad_(True) for p in params]
+    for p, g in zip(ps, grads, strict=True):
+        p.grad = g.clone()
+    opt = cls(ps, **kw)
+    return opt.step
+
+
+def _functional_step(opt: object, params: list, grads: list) -> Callable[[], None]:
+    ps = [p.clone() for p in params]
+    state = opt.init(ps)  # type: ignore[attr-defined]
+    bufs = [g.clone() for g in grads]
+    apply = torchopt_lite.apply_updates
+
+    def step() -> None:
+        nonlocal state
+        # In place, the updates overwrite the gradient buffers (the documented contract), so each
+        # step reads a fresh gradient: copying it in is part of every contender's measured work.
+        torch._foreach_copy_(bufs, grads)
+        updates, state = opt.update(bufs, state, inplace=True)  # type: ignore[attr-defined]
+        apply(ps, updates, inplace=True)
+
+    return step
+
+
+def _torchopt_functional_step(opt: object, params: list, grads: list) -> Callable[[], None]:
+    import torchopt
+
+    ps = [p.clone() for p in params]
+    state = opt.init(ps)  # type: ignore[attr-defined]
+    bufs = [g.clone() for g in grads]
+
+    def step() -> None:
+        nonlocal state
+        torch._foreach_copy_(bufs, grads)
+        updates, state = opt.update(bufs, state, inplace=True)  # type: ignore[attr-defined]
+        torchopt.apply_updates(ps, updates, inplace=True)
+
+    return step
+
+
+def _copy_grads_too(step: Callable[[], None], grads: list) -> Callable[[], None]:
+    """torch.optim reads .grad without writing it; charge it the same gradient copy."""
+    scratch = [g.clone() for g in grads]
+
+    def run() -> None:
+        torch._foreach_copy_(scratch, grads)
+        step()
+
+    return run
+
+
+def bench_inplace_adam() -> None:
+    for label, (n, size) in SHAPES.items():
+        params, grads = _tensors(n, size, 0), _tensors(n, size, 1)
+        times = {
+            "torch.optim.Adam(fused=True)": _copy_grads_too(
+                _torch_optim_step(torch.optim.Adam, params, grads, lr=1e-3, fused=True), grads
+            ),
+            "torch.optim.Adam(foreach=True)": _copy_grads_too(
+                _torch_optim_step(torch.optim.Adam, params, grads, lr=1e-3, foreach=True), grads
+            ),
+            "torchopt_lite.adam (update+apply, inplace)": _functional_step(
+                torchopt_lite.adam(lr=1e-3), params, grads
+            ),
+            "torchopt_lite.Adam(...).step()": _copy_grads_too(
+                _torch_optim_step(torchopt_lite.Adam, params, grads, lr=1e-3), grads
+            ),
+        }
+        if has("torchopt"):
+            import torchopt
+
+            times["TorchOpt 0.7.3 adam (update+apply)"] = _torchopt_functional_step(
+                torchopt.adam(lr=1e-3), params, grads
+            )
+            times["TorchOpt 0.7.3 Adam(...).step()"] = _copy_grads_too(
+                _torch_optim_step(torchopt.Adam, params, grads, lr=1e-3), grads
+            )
+        measured = {k: timeit(v, repeat=5, number=3) for k, v in times.items()}
+        report(
+            f"Adam in place, {label} float32",
+            measured,
+            "torch.optim.Adam(fused=True)",
+            "functional <= 1.5x fused (100x100k), <= 2.5x (1000x1k); Adam class <= 1.1x",
+        )
+
+
+def bench_inplace_sgd() -> None:
+    for label, (n, size) in SHAPES.items():
+        params, grads = _tensors(n, size, 0), _tensors(n, size, 1)
+        kw = {"lr": 1e-3, "momentum": 0.9}
+        times = {
+            "torch.optim.SGD(fused=True)": _copy_grads_too(
+                _torch_optim_step(torch.optim.SGD, params, grads, fused=True, **kw), grads
+            ),
+            "torch.optim.SGD(foreach=True)": _copy_grads_too(
+                _torch_optim_step(torch.optim.SGD, params, grads, foreach=True, **kw), grads
+            ),
+            "torchopt_lite.sgd (update+apply, inplace)": _functional_step(
+                torchopt_lite.sgd(**kw), params, grads
+            ),
+            "torchopt_lite.SGD(...).step()": _copy_grads_too(
+                _torch_optim_step(torchopt_lite.SGD, params, grads, **kw), grads
+            ),
+        }
+        if has("torchopt"):
+            import torchopt
+
+            times["TorchOpt 0.7.3 sgd (update+apply)"] = _torchopt_functional_step(
+                torchopt.sgd(**kw), params, grads
+            )
+        measured = {k: timeit(v, repeat=5, number=3) for k, v in times.items()}
+        report(
+            f"SGD momentum=0.9 in place, {label} float32",
+            measured,
+            "torch.optim.SGD(fused=True)",
+            "functional <= 1.5x fused; SGD class <= 1.1x",
+        )
+
+
+def bench_out_of_place_adam() -> None:
+    """The differentiable update: new tensors, autograd graph built (params require grad)."""
+    n, size = 100, 10_000
+    params = [p.requires_grad_(True) for p in _tensors(n, size, 0)]
+    grads = _tensors(n, size, 1)
+
+    def make(module: object) -> Callable[[], None]:
+        opt = module.adam(lr=1e-3, moment_requires_grad=False)  # type: ignore[attr-defined]
+        state0 = opt.init(params)
+
+        def step() -> None:
+            state = state0
+            ps = params
+            for _ in range(3):  # three unrolled steps, graph kept
+                gs = [g * p for g, p in zip(grads, ps, strict=True)]
+                updates, state = opt.update(gs, state, inplace=False)
+                ps = module.apply_updates(ps, updates, inplace=False)  # type: ignore[attr-defined]
+            torch.autograd.grad(sum(p.sum() for p in ps), params)
+
+        return step
+
+    times = {"torchopt_lite.adam (3 steps + backward)": make(torchopt_lite)}
+    if has("torchopt"):
+        import torchopt
+
+        times["TorchOpt 0.7.3 adam (3 steps + backward)"] = make(torchopt)
+        base = "TorchOpt 0.7.3 adam (3 steps + backward)"
+    else:
+        base = "torchopt_lite.adam (3 steps + backward)"
+    measured = {k: timeit(v, repeat=5, number=2) for k, v in times.items()}
+    report(
+        "Adam out of place (differentiable), 100x10k float32", measured, base, "<= 0.33x TorchOpt"
+    )
+
+
+MEMORY_PROBE = r"""
+import json, resource, sys, torch
+torch.set_num_threads(1)
+which = sys.argv[1]
+n, size = 100, 100_000
+params = [torch.randn(size) for _ in range(n)]
+grads = [torch.randn(size) for _ in range(n)]
+if which == "torchopt_lite":
+    import torchopt_lite as lib
+elif which == "torchopt":
+    import torchopt as lib
+if which == "torch.optim fused":
+    ps = [p.requires_grad_(True) for p in params]
+    for p, g in zip(ps, grads):
+        p.grad = g
+    opt = torch.optim.Adam(ps, lr=1e-3, fused=True)
+    for p in ps:  # allocate the state before measuring, as init does for the others
+        opt.state[p]["step"] = torch.tensor(0.0)
+        opt.state[p]["exp_avg"] = torch.zeros_like(p)
+        opt.state[p]["exp_avg_sq"] = torch.zeros_like(p)
+    step = opt.step
+else:
+    opt = lib.adam(lr=1e-3)
+    state = opt.init(params)
+    def step():
+        global state
+        updates, state = opt.update(grads, state, inplace=True)
+        lib.apply_updates(params, updates, inplace=True)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(3):
+    step()
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"extra_kib": after - before, "params_kib": n * size * 4 / 1024}))
+"""
+
+
+def bench_memory() -> None:
+    print("\n## Extra peak memory of an in-place Adam step, 100x100k float32 (40 MB of params)")
+    contenders = ["torch.optim fused", "torchopt_lite"] + (["torchopt"] if has("torchopt") else [])
+    for which in contenders:
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_PROBE, which], capture_output=True, text=True, check=True
+        )
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        share = 100.0 * result["extra_kib"] / result["params_kib"]
+        print(f"  {which:<44s} {result['extra_kib'] / 1024:8.1f} MiB   {share:6.1f}% of params")
+    print("  target: torchopt_lite <= 10% of the parameters' size (TorchOpt: ~190%)")
+
+
+def main() -> None:
+    bench_inplace_adam()
+    bench_inplace_sgd()
+    bench_out_of_place_adam()
+    bench_memory()
+
+
+if __name__ == "__main__":
+    from benchmarks._timing import single_thread
+
+    single_thread()
+    main()
