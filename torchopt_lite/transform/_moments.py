@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from torchopt_lite._leaves import zeros_like_leaves
 from torchopt_lite.transform._ops import PURE, Leaves, Ops, Seq
 
 
@@ -14,6 +15,17 @@ def zero_count(leaves: Sequence[Tensor]) -> Tensor:
     """A 0-d int64 step counter on the leaves' device."""
     device = leaves[0].device if leaves else None
     return torch.zeros((), dtype=torch.int64, device=device)
+
+
+def zero_moments(
+    leaves: Sequence[Tensor], requires_grad: bool = False
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
+    """``(mu, nu, count)`` for Adam-like state: two zero moments per leaf and a zero count."""
+    return (
+        zeros_like_leaves(leaves, requires_grad),
+        zeros_like_leaves(leaves, requires_grad),
+        zero_count(leaves),
+    )
 
 
 def next_count(count: Tensor, inplace: bool) -> Tensor:

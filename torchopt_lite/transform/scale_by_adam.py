@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from torchopt_lite._checks import check_in_range, check_nonnegative
-from torchopt_lite._leaves import check_leaf_state, zeros_like_leaves
+from torchopt_lite._leaves import check_leaf_state
 from torchopt_lite.base import Leafwise, LeafwiseTransformation
 from torchopt_lite.transform._moments import (
     bias_correction,
@@ -15,7 +15,7 @@ from torchopt_lite.transform._moments import (
     ema_sq,
     next_count,
     rsqrt_denominator,
-    zero_count,
+    zero_moments,
 )
 from torchopt_lite.transform._ops import ops_for
 
@@ -52,11 +52,7 @@ def scale_by_adam(
     check_nonnegative("scale_by_adam", "eps_root", eps_root, what="epsilon")
 
     def init(leaves: Any) -> ScaleByAdamState:
-        return ScaleByAdamState(
-            mu=zeros_like_leaves(leaves, moment_requires_grad),
-            nu=zeros_like_leaves(leaves, moment_requires_grad),
-            count=zero_count(leaves),
-        )
+        return ScaleByAdamState(*zero_moments(leaves, moment_requires_grad))
 
     def update(
         g: list[Tensor], state: ScaleByAdamState, params: Any, inplace: bool

@@ -7,9 +7,9 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from torchopt_lite._checks import check_in_range, check_nonnegative
-from torchopt_lite._leaves import check_leaf_state, zeros_like_leaves
+from torchopt_lite._leaves import check_leaf_state
 from torchopt_lite.base import Leafwise, LeafwiseTransformation
-from torchopt_lite.transform._moments import bias_correction, ema, next_count, zero_count
+from torchopt_lite.transform._moments import bias_correction, ema, next_count, zero_moments
 from torchopt_lite.transform._ops import PURE, ops_for
 
 
@@ -36,11 +36,7 @@ def scale_by_adamax(
     check_nonnegative("scale_by_adamax", "eps", eps, what="epsilon")
 
     def init(leaves: Any) -> ScaleByAdamaxState:
-        return ScaleByAdamaxState(
-            mu=zeros_like_leaves(leaves, moment_requires_grad),
-            nu=zeros_like_leaves(leaves, moment_requires_grad),
-            count=zero_count(leaves),
-        )
+        return ScaleByAdamaxState(*zero_moments(leaves, moment_requires_grad))
 
     def update(
         g: list[Tensor], state: ScaleByAdamaxState, params: Any, inplace: bool

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from torchopt_lite._checks import check_in_range, check_nonnegative
-from torchopt_lite._leaves import check_leaf_state, zeros_like_leaves
+from torchopt_lite._leaves import check_leaf_state
 from torchopt_lite.base import Leafwise, LeafwiseTransformation
 from torchopt_lite.transform._moments import (
     bias_correction,
@@ -16,7 +16,7 @@ from torchopt_lite.transform._moments import (
     ema_sq,
     next_count,
     rsqrt_denominator,
-    zero_count,
+    zero_moments,
 )
 from torchopt_lite.transform._ops import PURE, ops_for
 
@@ -61,11 +61,7 @@ def scale_by_radam(
     check_nonnegative("scale_by_radam", "eps", eps, what="epsilon")
 
     def init(leaves: Any) -> ScaleByRAdamState:
-        return ScaleByRAdamState(
-            mu=zeros_like_leaves(leaves, moment_requires_grad),
-            nu=zeros_like_leaves(leaves, moment_requires_grad),
-            count=zero_count(leaves),
-        )
+        return ScaleByRAdamState(*zero_moments(leaves, moment_requires_grad))
 
     def update(
         g: list[Tensor], state: ScaleByRAdamState, params: Any, inplace: bool
