@@ -121,3 +121,24 @@ def test_tensor_lr_equals_float_lr() -> None:
         finals.append(p)
     for k in params:
         torch.testing.assert_close(finals[0][k], finals[1][k], rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kernel", "kwargs"),
+    [
+        ("Adam", "_fused_adam_", {"lr": 0.01, "weight_decay": 0.1}),
+        ("AdamW", "_fused_adamw_", {"lr": 0.01}),
+        ("SGD", "_fused_sgd_", {"lr": 0.01, "momentum": 0.9, "nesterov": True}),
+    ],
+)
+def test_classes_take_the_fused_kernel_on_parameters(cls: str, kernel: str, kwargs: dict) -> None:
+    """Parameters that require grad (nn.Parameter) still get the one-pass fused step."""
+    from unittest import mock
+
+    module = torch.nn.Linear(4, 3).double()
+    module(torch.ones(2, 4, dtype=torch.float64)).sum().backward()
+    opt = getattr(torchopt_lite, cls)(module.parameters(), **kwargs)
+    with mock.patch(f"torch.{kernel}", wraps=getattr(torch, kernel)) as fused:
+        opt.step()
+        opt.step()
+    assert fused.call_count == 2

@@ -144,7 +144,11 @@ def fused_adam_apply(
         if not isinstance(adam_state, ScaleByAdamState) or not grads:
             return None
         check_leaf_state("adam", "mu", grads, adam_state.mu)
-        if adam_state.mu[0].requires_grad or not _uniform(grads) or not _uniform(params):
+        if (
+            adam_state.mu[0].requires_grad
+            or not _uniform(grads)
+            or not _uniform(params, allow_grad=True)
+        ):
             return None
         count = adam_state.count.add_(1)
         kernel(
@@ -172,7 +176,7 @@ def fused_sgd_apply(
 
     def apply(params: list[Tensor], grads: list[Tensor], state: Any) -> Any:
         trace_state = state[1]
-        if not grads or not _uniform(grads) or not _uniform(params):
+        if not grads or not _uniform(grads) or not _uniform(params, allow_grad=True):
             return None
         buffers: list[Tensor] = []
         first = False
