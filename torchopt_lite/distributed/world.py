@@ -71,11 +71,13 @@ _worker_name_format: Callable[..., str] = default_worker_name_format
 class WorldInfo(NamedTuple):
     """This process's place in the world, as torchrun describes it.
 
-    Attributes:
-        world_rank: global rank, ``RANK``.
-        world_size: number of processes in the job, ``WORLD_SIZE``.
-        local_rank: rank on this node, ``LOCAL_RANK``.
-        local_world_size: number of processes on this node, ``LOCAL_WORLD_SIZE``.
+    The fields are ``world_rank`` (``RANK``), ``world_size`` (``WORLD_SIZE``), ``local_rank``
+    (``LOCAL_RANK``, the rank on this node) and ``local_world_size`` (``LOCAL_WORLD_SIZE``).
+
+    Example:
+        >>> from torchopt_lite.distributed import WorldInfo
+        >>> WorldInfo(world_rank=1, world_size=4, local_rank=1, local_world_size=2).worker_name
+        'worker1'
     """
 
     world_rank: int
