@@ -137,8 +137,8 @@ def test_classes_take_the_fused_kernel_on_parameters(cls: str, kernel: str, kwar
 
     module = torch.nn.Linear(4, 3).double()
     module(torch.ones(2, 4, dtype=torch.float64)).sum().backward()
-    opt = getattr(torchopt_lite, cls)(module.parameters(), **kwargs)
     with mock.patch(f"torch.{kernel}", wraps=getattr(torch, kernel)) as fused:
+        opt = getattr(torchopt_lite, cls)(module.parameters(), **kwargs)  # binds the kernel
         opt.step()
         opt.step()
     assert fused.call_count == 2
