@@ -117,6 +117,19 @@ def test_meta_gradient_matches_hand_unrolled_reference(case: Case) -> None:
         torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-13)
 
 
+@pytest.mark.parametrize("case", [CASES[1], CASES[4]], ids=["sgd", "adam"])
+def test_per_tensor_apply_path_matches_reference(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Groups above the size threshold add updates tensor by tensor instead of with one foreach.
+    monkeypatch.setattr("torchopt_lite.optim.meta.base._FOREACH_MAX_NUMEL", 0)
+    test_meta_gradient_matches_hand_unrolled_reference(case)
+    net = make_net()
+    opt = case.meta_cls(net, **case.kwargs)
+    meta_unroll(net, opt, 1)
+    assert type(net[0].weight.grad_fn).__name__ == "AddBackward0"
+
+
 def test_generic_meta_optimizer_equals_named_one() -> None:
     a, b = make_net(), make_net()
     meta_unroll(a, meta.MetaAdam(a, lr=0.05), 3)

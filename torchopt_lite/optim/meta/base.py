@@ -27,6 +27,13 @@ def _slots(containers: ModuleTensorContainers) -> list[_Slot]:
     ]
 
 
+# Below this many elements a group's update is applied with one multi-tensor add (one autograd
+# node: less overhead for small networks); above it, with one add per tensor, because torch
+# 2.13's out-of-place ``_foreach_add`` saves both of its inputs for backward (a copy of the
+# parameters and of the updates kept per step), which costs memory and time on large tensors.
+_FOREACH_MAX_NUMEL = 1 << 16
+
+
 def _detach_keep_flag(t: Any) -> Any:
     if isinstance(t, Tensor) and t.grad_fn is not None:
         return t.detach().requires_grad_(t.requires_grad)
@@ -105,6 +112,7 @@ class MetaOptimizer:
         self.param_containers_groups = []
         self.state_groups = []
         self._groups: list[list[_Slot]] = []
+        self._numels: list[int] = []  # elements per group, to pick how updates are added
         self._unrolled = 0  # steps since the parameters were last graph leaves
         self.add_param_group(module)
 
@@ -134,6 +142,7 @@ class MetaOptimizer:
             )
         self.param_containers_groups.append(containers)
         self._groups.append(slots)
+        self._numels.append(sum(c[k].numel() for c, k in slots))
         self.state_groups.append(UninitializedState())
 
     def step(self, loss: Tensor) -> None:
@@ -180,17 +189,17 @@ class MetaOptimizer:
         new_groups = []
         new_states = []
         start = 0
-        for params, state in zip(groups, self.state_groups, strict=True):
+        for params, state, numel in zip(groups, self.state_groups, self._numels, strict=True):
             g = grads[start : start + len(params)]
             start += len(params)
             params_t = tuple(params)
             if isinstance(state, UninitializedState):
                 state = self.impl.init(params_t)
             updates, state = self.impl.update(g, state, params=params_t, inplace=False)
-            if any(u is None for u in updates):
-                new = [p if u is None else p + u for p, u in zip(params, updates, strict=True)]
-            else:  # one multi-tensor op (one autograd node) for the whole group
+            if numel <= _FOREACH_MAX_NUMEL and all(u is not None for u in updates):
                 new = list(torch._foreach_add(params, updates))
+            else:
+                new = [p if u is None else p + u for p, u in zip(params, updates, strict=True)]
             if truncate:
                 new = [_detach_keep_flag(p) for p in new]
                 state = optree.tree_map(_detach_keep_flag, state)
