@@ -17,6 +17,9 @@ from torchopt_lite.base import EmptyState, UninitializedState
 if TYPE_CHECKING:
     from torchopt_lite.base import Leafwise
 
+PARAMS_REQUIRED = (
+    "{caller}: params must be passed to update() (update(updates, state, params=params))."
+)
 UPDATE_BEFORE_INIT = (
     "update: state is {got}; call init(params) first and pass the state it returns."
 )
@@ -114,6 +117,8 @@ def leafwise_update(
     n = len(leaves)
     if not present:  # nothing to transform: an empty tree, or no gradient at all
         return updates, state
+    if params is None and impl.needs_params:
+        raise ValueError(PARAMS_REQUIRED.format(caller=impl.needs_params))
     if len(present) == n:
         new_leaves, new_state = impl.update(leaves, state, params_leaves, inplace)
         return optree.tree_unflatten(spec, new_leaves), new_state
@@ -126,8 +131,14 @@ def leafwise_update(
     return optree.tree_unflatten(spec, out), _merge(state, sub_new, present, n)
 
 
-def check_leaf_state(caller: str, field: str, leaves: list[Tensor], buffers: Any) -> None:
-    """Check a per-leaf state field matches the update leaves (count, shape, dtype, device)."""
+def check_leaf_state(caller: str, field: str, leaves: list[Tensor], state: Any) -> None:
+    """Check ``state.<field>`` matches the update leaves (type, count, shape, dtype, device)."""
+    if not hasattr(state, field):
+        raise ValueError(
+            f"{caller}: state is {type(state).__name__}, which has no field {field!r}; pass the "
+            "state returned by this optimizer's init(), not another optimizer's."
+        )
+    buffers = getattr(state, field)
     if isinstance(buffers, EmptyState) or not isinstance(buffers, tuple):
         raise ValueError(
             f"{caller}: state.{field} is {type(buffers).__name__}, expected a tuple of tensors; "

@@ -64,6 +64,8 @@ class Leafwise(NamedTuple):
     ``init(leaves) -> state`` and ``update(leaves, state, params_leaves, inplace) ->
     (leaves, state)``. Per-leaf state fields are tuples of tensors in the flattening order of
     the parameters, so a chain of such transformations flattens the pytree once per step.
+    ``needs_params`` names the transformation whose ``update`` reads the parameters (weight
+    decay), if any; the boundary then rejects a call without them before anything is written.
     """
 
     init: Callable[[Sequence[Tensor]], Any]
@@ -71,6 +73,7 @@ class Leafwise(NamedTuple):
         [list[Tensor], Any, list[Tensor] | None, bool],
         tuple[list[Tensor], Any],
     ]
+    needs_params: str = ""
 
 
 class GradientTransformation(NamedTuple):
@@ -244,7 +247,7 @@ def _chain_leafwise(impls: Sequence[Leafwise], fused: FusedStep | None = None) -
             new_state.append(s)
         return leaves, tuple(new_state)
 
-    return Leafwise(init, update)
+    return Leafwise(init, update, next((i.needs_params for i in impls if i.needs_params), ""))
 
 
 def _chain_trees(

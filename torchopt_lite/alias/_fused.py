@@ -81,7 +81,7 @@ def fused_adam_step(
         adam_state = state[1]
         if not isinstance(adam_state, ScaleByAdamState) or not leaves:
             return None
-        check_leaf_state("adam", "mu", leaves, adam_state.mu)
+        check_leaf_state("adam", "mu", leaves, adam_state)
         if decoupled_weight_decay and params is None:
             return None  # the unfused path raises its error message
         if not _uniform(leaves, allow_grad=not inplace) or _transformed(leaves, adam_state.mu):
@@ -143,7 +143,7 @@ def fused_adam_apply(
         adam_state = state[1]
         if not isinstance(adam_state, ScaleByAdamState) or not grads:
             return None
-        check_leaf_state("adam", "mu", grads, adam_state.mu)
+        check_leaf_state("adam", "mu", grads, adam_state)
         if (
             adam_state.mu[0].requires_grad
             or not _uniform(grads)
@@ -181,7 +181,7 @@ def fused_sgd_apply(
         buffers: list[Tensor] = []
         first = False
         if momentum != 0:
-            check_leaf_state("sgd", "trace", grads, trace_state.trace)
+            check_leaf_state("sgd", "trace", grads, trace_state)
             if trace_state.trace[0].requires_grad:
                 return None
             buffers = list(trace_state.trace)

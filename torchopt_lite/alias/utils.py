@@ -7,6 +7,7 @@ from typing import Any
 from torch import Tensor
 
 from torchopt_lite._checks import check_nonnegative
+from torchopt_lite._leaves import PARAMS_REQUIRED
 from torchopt_lite.base import EmptyState, GradientTransformation, Leafwise, LeafwiseTransformation
 from torchopt_lite.base import identity as identity
 from torchopt_lite.transform._ops import ops_for
@@ -39,14 +40,12 @@ def flip_sign_and_add_weight_decay(
             g = ops.neg(g)
         if weight_decay != 0.0:
             if params is None:
-                raise ValueError(
-                    "flip_sign_and_add_weight_decay: params must be passed to update() when "
-                    "weight_decay > 0 (update(updates, state, params=params))."
-                )
+                raise ValueError(PARAMS_REQUIRED.format(caller="flip_sign_and_add_weight_decay"))
             g = ops.add(g, params, alpha=weight_decay)
         return g, state
 
-    return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update))
+    reads_params = "flip_sign_and_add_weight_decay" if weight_decay != 0.0 else ""
+    return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update, reads_params))
 
 
 def scale_by_neg_lr(lr: ScalarOrSchedule) -> GradientTransformation:

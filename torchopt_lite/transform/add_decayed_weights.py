@@ -8,7 +8,7 @@ import optree
 from torch import Tensor
 
 from torchopt_lite._checks import check_nonnegative
-from torchopt_lite._leaves import flatten_tensors
+from torchopt_lite._leaves import PARAMS_REQUIRED, flatten_tensors
 from torchopt_lite.base import (
     EmptyState,
     GradientTransformation,
@@ -32,9 +32,7 @@ class MaskedState(NamedTuple):
 
 
 def _params_required(caller: str) -> ValueError:
-    return ValueError(
-        f"{caller}: params must be passed to update() (update(updates, state, params=params))."
-    )
+    return ValueError(PARAMS_REQUIRED.format(caller=caller))
 
 
 def _decay(weight_decay: float) -> LeafwiseTransformation:
@@ -43,7 +41,9 @@ def _decay(weight_decay: float) -> LeafwiseTransformation:
             raise _params_required("add_decayed_weights")
         return ops_for(inplace).add(g, params, alpha=weight_decay), state
 
-    return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update))
+    return LeafwiseTransformation(
+        Leafwise(lambda leaves: EmptyState(), update, "add_decayed_weights")
+    )
 
 
 def add_decayed_weights(

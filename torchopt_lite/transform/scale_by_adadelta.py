@@ -42,7 +42,7 @@ def scale_by_adadelta(
     def update(
         g: list[Tensor], state: ScaleByAdadeltaState, params: Any, inplace: bool
     ) -> tuple[list[Tensor], ScaleByAdadeltaState]:
-        check_leaf_state("scale_by_adadelta", "mu", g, state.mu)
+        check_leaf_state("scale_by_adadelta", "mu", g, state)
         ops = ops_for(inplace)
         mu = ema_sq(ops, list(state.mu), g, rho)
         ratio = ops.div(PURE.add_scalar(list(state.nu), eps), PURE.add_scalar(mu, eps))

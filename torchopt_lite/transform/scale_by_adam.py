@@ -57,7 +57,7 @@ def scale_by_adam(
     def update(
         g: list[Tensor], state: ScaleByAdamState, params: Any, inplace: bool
     ) -> tuple[list[Tensor], ScaleByAdamState]:
-        check_leaf_state("scale_by_adam", "mu", g, state.mu)
+        check_leaf_state("scale_by_adam", "mu", g, state)
         ops = ops_for(inplace)
         mu = ema(ops, list(state.mu), g, b1)
         nu = ema_sq(ops, list(state.nu), g, b2)

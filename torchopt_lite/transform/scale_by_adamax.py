@@ -41,7 +41,7 @@ def scale_by_adamax(
     def update(
         g: list[Tensor], state: ScaleByAdamaxState, params: Any, inplace: bool
     ) -> tuple[list[Tensor], ScaleByAdamaxState]:
-        check_leaf_state("scale_by_adamax", "mu", g, state.mu)
+        check_leaf_state("scale_by_adamax", "mu", g, state)
         ops = ops_for(inplace)
         mu = ema(ops, list(state.mu), g, b1)
         bound = ops.add_scalar(PURE.abs(g), eps)

@@ -66,7 +66,7 @@ def scale_by_radam(
     def update(
         g: list[Tensor], state: ScaleByRAdamState, params: Any, inplace: bool
     ) -> tuple[list[Tensor], ScaleByRAdamState]:
-        check_leaf_state("scale_by_radam", "mu", g, state.mu)
+        check_leaf_state("scale_by_radam", "mu", g, state)
         ops = ops_for(inplace)
         mu = ema(ops, list(state.mu), g, b1)
         nu = ema_sq(ops, list(state.nu), g, b2)

@@ -48,7 +48,7 @@ def scale_by_rms(
     def update(
         g: list[Tensor], state: ScaleByRmsState, params: Any, inplace: bool
     ) -> tuple[list[Tensor], ScaleByRmsState]:
-        check_leaf_state("scale_by_rms", "nu", g, state.nu)
+        check_leaf_state("scale_by_rms", "nu", g, state)
         ops = ops_for(inplace)
         nu = ema_sq(ops, list(state.nu), g, alpha)
         return ops.div(g, rsqrt_denominator(ops, nu, eps)), ScaleByRmsState(nu=tuple(nu))
@@ -76,7 +76,7 @@ def scale_by_stddev(
     def update(
         g: list[Tensor], state: ScaleByRStdDevState, params: Any, inplace: bool
     ) -> tuple[list[Tensor], ScaleByRStdDevState]:
-        check_leaf_state("scale_by_stddev", "mu", g, state.mu)
+        check_leaf_state("scale_by_stddev", "mu", g, state)
         ops = ops_for(inplace)
         mu = ema(ops, list(state.mu), g, alpha)
         nu = ema_sq(ops, list(state.nu), g, alpha)

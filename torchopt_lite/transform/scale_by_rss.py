@@ -39,7 +39,7 @@ def scale_by_rss(
     def update(
         g: list[Tensor], state: ScaleByRssState, params: Any, inplace: bool
     ) -> tuple[list[Tensor], ScaleByRssState]:
-        check_leaf_state("scale_by_rss", "sum_of_squares", g, state.sum_of_squares)
+        check_leaf_state("scale_by_rss", "sum_of_squares", g, state)
         ops = ops_for(inplace)
         sos = ops.addcmul(list(state.sum_of_squares), g, g, 1.0)
         return ops.div(g, rsqrt_denominator(ops, sos, eps)), ScaleByRssState(tuple(sos))

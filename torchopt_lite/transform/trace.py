@@ -55,7 +55,7 @@ def trace(
     def update(
         g: list[Tensor], state: TraceState, params: Any, inplace: bool
     ) -> tuple[list[Tensor], TraceState]:
-        check_leaf_state("trace", "trace", g, state.trace)
+        check_leaf_state("trace", "trace", g, state)
         ops = ops_for(inplace)
         buf = ops.mul(list(state.trace), momentum)
         if dampening == 0:  # b_0 = 0 makes the first step b_1 = g_1 exactly
