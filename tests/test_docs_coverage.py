@@ -32,6 +32,16 @@ FOUNDATION_MODULES = [
     "torchopt_lite.pytree",
     "torchopt_lite.typing",
     "torchopt_lite.accelerated_op",
+    # the differentiation modes, solvers, utilities and bridges
+    "torchopt_lite.optim.meta",
+    "torchopt_lite.diff.explicit",
+    "torchopt_lite.diff.implicit",
+    "torchopt_lite.diff.zero_order",
+    "torchopt_lite.linalg",
+    "torchopt_lite.linear_solve",
+    "torchopt_lite.nn",
+    "torchopt_lite.interop",
+    "torchopt_lite.distributed",
 ]
 
 # Pages whose ``.. code-block:: python`` examples are run by ``test_examples_run``.

@@ -12,6 +12,7 @@ from torchopt_lite import (
     clip,
     combine,
     diff,
+    distributed,
     hook,
     linalg,
     linear_solve,
