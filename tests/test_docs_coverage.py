@@ -45,7 +45,14 @@ FOUNDATION_MODULES = [
 ]
 
 # Pages whose ``.. code-block:: python`` examples are run by ``test_examples_run``.
-EXAMPLE_PAGES = ["install", "quickstart", "optimizers", "transforms", "differences"]
+EXAMPLE_PAGES = [
+    "install",
+    "quickstart",
+    "optimizers",
+    "transforms",
+    "differences",
+    "interop",
+]
 
 _DIRECTIVE = re.compile(r"^(?P<indent>\s*)\.\.\s+(?P<kind>[\w:-]+)::\s*(?P<arg>.*)$")
 _CODE_DIRECTIVES = {"code-block", "code", "sourcecode", "testcode", "doctest", "math"}

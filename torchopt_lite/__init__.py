@@ -14,6 +14,7 @@ from torchopt_lite import (
     diff,
     distributed,
     hook,
+    interop,
     linalg,
     linear_solve,
     nn,
