@@ -159,10 +159,11 @@ FusedStep = Callable[
 run one by one). It must give the same result as the parts, in both modes."""
 
 
-FusedApply = Callable[[list[Tensor], list[Tensor], Any], Any]
-"""A fused kernel applying a whole chain to parameters it may overwrite:
-``(params, grads, state) -> new_state``, or ``None`` when it does not apply. Grads are read only.
-Used by the ``torch.optim``-style classes, which own their parameters."""
+FusedApply = Callable[[list[Tensor], list[Tensor], Any, bool], "tuple[list[Tensor], Any] | None"]
+"""A fused step applying a whole chain to parameters: ``(params, grads, state, inplace) ->
+(new_params, new_state)``, or ``None`` when it does not apply. In place it overwrites the
+parameters it owns (the ``torch.optim``-style classes); out of place it returns new,
+differentiable parameters (the meta-optimizers). Gradients are read only."""
 
 
 class ChainedGradientTransformation(GradientTransformation):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optree
 import torch
 
-from torchopt_lite.transform._ops import _transformed
+from torchopt_lite.transform._ops import per_leaf
 from torchopt_lite.typing import Params, Updates
 
 __all__ = ["apply_updates"]
@@ -47,7 +47,7 @@ def apply_updates(params: Params, updates: Updates, *, inplace: bool = True) -> 
             with torch.no_grad():
                 torch._foreach_add_([p for p, _ in pairs], [u for _, u in pairs])
         return params
-    if pairs and len(pairs) == len(p_leaves) and not _transformed(p_leaves, u_leaves):
+    if pairs and len(pairs) == len(p_leaves) and not per_leaf(p_leaves, u_leaves):
         return optree.tree_unflatten(p_spec, list(torch._foreach_add(p_leaves, u_leaves)))
     out = [p if u is None else p + u for p, u in zip(p_leaves, u_leaves, strict=True)]
     return optree.tree_unflatten(p_spec, out)

@@ -139,9 +139,9 @@ def fused_adam_apply(
         return None
     kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
 
-    def apply(params: list[Tensor], grads: list[Tensor], state: Any) -> Any:
+    def apply(params: list[Tensor], grads: list[Tensor], state: Any, inplace: bool) -> Any:
         adam_state = state[1]
-        if not isinstance(adam_state, ScaleByAdamState) or not grads:
+        if not inplace or not isinstance(adam_state, ScaleByAdamState) or not grads:
             return None
         check_leaf_state("adam", "mu", grads, adam_state)
         if (
@@ -156,12 +156,13 @@ def fused_adam_apply(
             lr=float(lr), beta1=b1, beta2=b2, weight_decay=weight_decay, eps=eps,
             amsgrad=False, maximize=maximize,
         )  # fmt: skip
-        return state
+        return params, state
 
     return apply
 
 
 def fused_sgd_apply(
+    parts: tuple[GradientTransformation, ...],
     *,
     lr: Any,
     momentum: float,
@@ -170,13 +171,25 @@ def fused_sgd_apply(
     nesterov: bool,
     maximize: bool,
 ) -> FusedApply | None:
-    """Apply an ``sgd`` chain to owned parameters with torch's fused SGD kernel."""
+    """Apply an ``sgd`` chain to parameters in one pass.
+
+    In place (owned parameters): torch's fused SGD kernel. Out of place without momentum (the
+    MAML inner step): the sign/decay transform, then one ``p - lr * g`` op.
+    """
     if not isinstance(lr, int | float):
         return None
+    flip = parts[0].leafwise()
 
-    def apply(params: list[Tensor], grads: list[Tensor], state: Any) -> Any:
+    def apply(params: list[Tensor], grads: list[Tensor], state: Any, inplace: bool) -> Any:
+        if not grads or flip is None:
+            return None
+        if not inplace:
+            if momentum != 0:
+                return None
+            g, flip_state = flip.update(grads, state[0], params, False)
+            return PURE.add(params, g, alpha=-float(lr)), (flip_state, *state[1:])
         trace_state = state[1]
-        if not grads or not _uniform(grads) or not _uniform(params, allow_grad=True):
+        if not _uniform(grads) or not _uniform(params, allow_grad=True):
             return None
         buffers: list[Tensor] = []
         first = False
@@ -191,6 +204,6 @@ def fused_sgd_apply(
             params, grads, buffers, weight_decay=weight_decay, momentum=momentum, lr=float(lr),
             dampening=dampening, nesterov=nesterov, maximize=maximize, is_first_step=first,
         )  # fmt: skip
-        return state
+        return params, state
 
     return apply

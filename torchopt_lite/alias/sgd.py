@@ -46,13 +46,13 @@ def sgd(
     check_nonnegative("sgd", "lr", lr, what="learning rate")
     check_nonnegative("sgd", "momentum", momentum, what="momentum")
     check_nonnegative("sgd", "weight_decay", weight_decay, what="weight_decay")
-    fused_apply = fused_sgd_apply(
-        lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-        nesterov=nesterov, maximize=maximize,
-    )  # fmt: skip
-    return ChainedGradientTransformation(
+    parts = (
         flip_sign_and_add_weight_decay(weight_decay=weight_decay, maximize=maximize),
         trace(momentum, dampening, nesterov, moment_requires_grad=moment_requires_grad),
         scale_by_neg_lr(lr),
-        fused_apply=fused_apply,
     )
+    fused_apply = fused_sgd_apply(
+        parts, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+        nesterov=nesterov, maximize=maximize,
+    )  # fmt: skip
+    return ChainedGradientTransformation(*parts, fused_apply=fused_apply)

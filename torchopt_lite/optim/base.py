@@ -172,9 +172,9 @@ class Optimizer(torch.optim.Optimizer):
         complete = all(g is not None for g in grads)
         fused_apply = impl.fused_apply if isinstance(impl, ChainedGradientTransformation) else None
         if complete and fused_apply is not None:
-            new_state = fused_apply(params, grads, state)  # type: ignore[arg-type]
-            if new_state is not None:
-                self._group_states[index] = new_state
+            result = fused_apply(params, grads, state, True)  # type: ignore[arg-type]
+            if result is not None:
+                self._group_states[index] = result[1]
                 return
         leafwise = impl.leafwise()
         if complete and leafwise is not None:

@@ -46,18 +46,36 @@ def _transformed(*lists: Any) -> bool:
     return False
 
 
+# Out-of-place foreach ops keep their inputs alive for backward even where the derivative does not
+# need them (torch 2.13); for a few large leaves per-tensor ops are faster and lighter.
+_FOREACH_MAX_NUMEL = 65536
+_FOREACH_MIN_LEAVES = 64
+
+
+def per_leaf(*lists: Any) -> bool:
+    """Whether pure ops should run leaf by leaf (under ``torch.func``, or a few large leaves)."""
+    if _transformed(*lists):
+        return True
+    xs = lists[0]
+    return len(xs) < _FOREACH_MIN_LEAVES and sum(x.numel() for x in xs) > _FOREACH_MAX_NUMEL
+
+
 def _pairs(ys: Any, n: int) -> Any:
     return ys if isinstance(ys, list | tuple) else [ys] * n
 
 
 class _Pure:
-    """Out-of-place twins: new tensors, differentiable (also under ``torch.func``)."""
+    """Out-of-place twins: new tensors, differentiable (also under ``torch.func``).
+
+    Multi-tensor ops where they pay off (many leaves); per-tensor ops under ``torch.func``
+    transforms (foreach ops have no batching rules) and for a few large leaves.
+    """
 
     inplace = False
 
     @staticmethod
     def mul(xs: Seq, s: Any) -> Leaves:
-        if _transformed(xs, s):
+        if per_leaf(xs, s):
             return [x * y for x, y in zip(xs, _pairs(s, len(xs)), strict=True)]
         if isinstance(s, list):
             return list(torch._foreach_mul(xs, s))
@@ -65,61 +83,61 @@ class _Pure:
 
     @staticmethod
     def div(xs: Seq, ys: Any) -> Leaves:
-        if _transformed(xs, ys):
+        if per_leaf(xs, ys):
             return [x / y for x, y in zip(xs, _pairs(ys, len(xs)), strict=True)]
         return list(torch._foreach_div(xs, _scalars(ys, xs)))
 
     @staticmethod
     def add(xs: Seq, ys: Seq, alpha: float = 1.0) -> Leaves:
-        if _transformed(xs, ys):
+        if per_leaf(xs, ys):
             return [torch.add(x, y, alpha=alpha) for x, y in zip(xs, ys, strict=True)]
         return list(torch._foreach_add(xs, ys, alpha=alpha))
 
     @staticmethod
     def add_scalar(xs: Seq, s: Any) -> Leaves:
-        if isinstance(s, Tensor) or _transformed(xs):
+        if isinstance(s, Tensor) or per_leaf(xs):
             return [x + s for x in xs]
         return list(torch._foreach_add(xs, s))
 
     @staticmethod
     def lerp(xs: Seq, ys: Seq, w: float) -> Leaves:
-        if _transformed(xs, ys):
+        if per_leaf(xs, ys):
             return [torch.lerp(x, y, w) for x, y in zip(xs, ys, strict=True)]
         return list(torch._foreach_lerp(xs, ys, w))
 
     @staticmethod
     def addcmul(xs: Seq, a: Seq, b: Seq, v: float) -> Leaves:
-        if _transformed(xs, a, b):
+        if per_leaf(xs, a, b):
             return [torch.addcmul(x, p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
         return list(torch._foreach_addcmul(xs, a, b, value=v))
 
     @staticmethod
     def addcdiv(xs: Seq, a: Seq, b: Seq, v: float) -> Leaves:
-        if _transformed(xs, a, b):
+        if per_leaf(xs, a, b):
             return [torch.addcdiv(x, p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
         return list(torch._foreach_addcdiv(xs, a, b, value=v))
 
     @staticmethod
     def sqrt(xs: Seq) -> Leaves:
-        if _transformed(xs):
+        if per_leaf(xs):
             return [torch.sqrt(x) for x in xs]
         return list(torch._foreach_sqrt(xs))
 
     @staticmethod
     def abs(xs: Seq) -> Leaves:
-        if _transformed(xs):
+        if per_leaf(xs):
             return [torch.abs(x) for x in xs]
         return list(torch._foreach_abs(xs))
 
     @staticmethod
     def neg(xs: Seq) -> Leaves:
-        if _transformed(xs):
+        if per_leaf(xs):
             return [torch.neg(x) for x in xs]
         return list(torch._foreach_neg(xs))
 
     @staticmethod
     def maximum(xs: Seq, ys: Seq) -> Leaves:
-        if _transformed(xs, ys):
+        if per_leaf(xs, ys):
             return [torch.maximum(x, y) for x, y in zip(xs, ys, strict=True)]
         return list(torch._foreach_maximum(xs, ys))
 

@@ -9,7 +9,11 @@ import optree
 import torch
 from torch import Tensor, nn
 
-from torchopt_lite.base import GradientTransformation, UninitializedState
+from torchopt_lite.base import (
+    ChainedGradientTransformation,
+    GradientTransformation,
+    UninitializedState,
+)
 from torchopt_lite.diff.explicit._checks import check_truncate_every
 from torchopt_lite.typing import ModuleTensorContainers, OptState
 from torchopt_lite.utils import extract_module_containers
@@ -107,6 +111,9 @@ class MetaOptimizer:
             )
         check_truncate_every("MetaOptimizer", truncate_every)
         self.impl = impl
+        self._fused_apply = (
+            impl.fused_apply if isinstance(impl, ChainedGradientTransformation) else None
+        )
         self.first_order = bool(first_order)
         self.truncate_every = truncate_every
         self.param_containers_groups = []
@@ -195,11 +202,17 @@ class MetaOptimizer:
             params_t = tuple(params)
             if isinstance(state, UninitializedState):
                 state = self.impl.init(params_t)
-            updates, state = self.impl.update(g, state, params=params_t, inplace=False)
-            if numel <= _FOREACH_MAX_NUMEL and all(u is not None for u in updates):
-                new = list(torch._foreach_add(params, updates))
+            fused = None
+            if self._fused_apply is not None and all(x is not None for x in g):
+                fused = self._fused_apply(list(params), list(g), state, False)  # type: ignore[arg-type]
+            if fused is not None:
+                new, state = fused
             else:
-                new = [p if u is None else p + u for p, u in zip(params, updates, strict=True)]
+                updates, state = self.impl.update(g, state, params=params_t, inplace=False)
+                if numel <= _FOREACH_MAX_NUMEL and all(u is not None for u in updates):
+                    new = list(torch._foreach_add(params, updates))
+                else:
+                    new = [p if u is None else p + u for p, u in zip(params, updates, strict=True)]
             if truncate:
                 new = [_detach_keep_flag(p) for p in new]
                 state = optree.tree_map(_detach_keep_flag, state)
