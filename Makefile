@@ -1,10 +1,11 @@
 # One command each, on a fresh machine:  make demo | make test | make docs | make bench
+# (make examples runs every script in examples/ end to end; CI runs test, docs and examples.)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck pytest docs bench clean
+.PHONY: setup demo examples test lint typecheck pytest docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,9 @@ setup: $(STAMP)
 
 demo: setup
 	$(PY) examples/quickstart.py
+
+examples: setup
+	@set -e; for f in examples/*.py; do echo "== $$f"; $(PY) -W error::UserWarning $$f; done
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -207,3 +207,44 @@ def fused_sgd_apply(
         return params, state
 
     return apply
+
+
+def fused_sgd_step(
+    parts: tuple[GradientTransformation, ...],
+    *,
+    lr: Any,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+) -> FusedStep | None:
+    """The in-place step of ``chain(flip, trace, scale(-lr))`` in three multi-tensor passes.
+
+    With :math:`b_0 = 0` and no dampening, :math:`b_t = g_t + \\mu b_{t-1}` is written into the
+    gradient buffer, copied to the trace, and scaled by :math:`-\\alpha`: 7 memory streams instead
+    of the 9 of the transforms run one by one. Nesterov, dampening, a tensor or scheduled ``lr``
+    and the out-of-place mode use the transforms.
+    """
+    if momentum == 0 or dampening != 0 or nesterov or not isinstance(lr, int | float):
+        return None
+    flip = parts[0].leafwise()
+    if flip is None:
+        return None
+
+    def step(
+        leaves: list[Tensor], state: Any, params: list[Tensor] | None, inplace: bool
+    ) -> tuple[list[Tensor], Any] | None:
+        trace_state = state[1]
+        if not inplace or not leaves:
+            return None
+        check_leaf_state("sgd", "trace", leaves, trace_state)
+        if trace_state.trace[0].requires_grad or not _uniform(leaves):
+            return None
+        g, flip_state = flip.update(leaves, state[0], params, True)
+        buffers = list(trace_state.trace)
+        torch._foreach_add_(g, buffers, alpha=momentum)
+        torch._foreach_copy_(buffers, g)
+        torch._foreach_mul_(g, -float(lr))
+        trace_state.count.add_(1)
+        return g, (flip_state, trace_state, *state[2:])
+
+    return step

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from torchopt_lite._checks import check_nonnegative
-from torchopt_lite.alias._fused import fused_sgd_apply
+from torchopt_lite.alias._fused import fused_sgd_apply, fused_sgd_step
 from torchopt_lite.alias.utils import flip_sign_and_add_weight_decay, scale_by_neg_lr
 from torchopt_lite.base import ChainedGradientTransformation
 from torchopt_lite.transform.trace import trace
@@ -55,4 +55,5 @@ def sgd(
         parts, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
         nesterov=nesterov, maximize=maximize,
     )  # fmt: skip
-    return ChainedGradientTransformation(*parts, fused_apply=fused_apply)
+    fused = fused_sgd_step(parts, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov)
+    return ChainedGradientTransformation(*parts, fused=fused, fused_apply=fused_apply)
