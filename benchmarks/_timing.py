@@ -49,3 +49,21 @@ def report(title: str, times: dict[str, float], baseline: str, target: str | Non
         print(f"  {name:<44s} {t * 1e3:10.3f} ms   {t / base:6.2f}x {baseline}")
     if target:
         print(f"  target: {target}")
+
+
+def timeit_interleaved(
+    fns: dict[str, Callable[[], object]], *, rounds: int = 9, number: int = 3, warmup: int = 2
+) -> dict[str, float]:
+    """Median seconds per call of each function, timed in turns (robust to machine drift)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            gc.collect()
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            samples[name].append((time.perf_counter() - start) / number)
+    return {name: statistics.median(s) for name, s in samples.items()}
