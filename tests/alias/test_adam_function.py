@@ -98,3 +98,17 @@ def test_fused_node_is_used_out_of_place() -> None:
     opt = torchopt_lite.adam(lr=0.1)
     u, _ = opt.update(grads, opt.init(params), inplace=False)
     assert "AdamStep" in type(u[0].grad_fn).__name__
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_first_order_backward_without_graph_matches_op_by_op(name: str) -> None:
+    """Plain backward (no create_graph) runs the in-place VJP; it equals autograd's op by op."""
+    fused, plain = _pair(name)
+    params, grads = _inputs(2)
+    results = []
+    for opt in (fused, plain):
+        out = _unroll(opt, params, grads)
+        loss = sum((o**2).sum() for o in out)
+        results.append(torch.autograd.grad(loss, [*params, *grads]))
+    for x, y in zip(*results, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)

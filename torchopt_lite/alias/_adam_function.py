@@ -58,7 +58,11 @@ class AdamStep(torch.autograd.Function):
         nu_new = list(torch._foreach_mul(nu, cfg.b2))
         torch._foreach_addcmul_(nu_new, g, g, value=1.0 - cfg.b2)
         a, c = _coefficients(cfg, count, lr)
-        _, denom = _denominator(cfg, nu_new, c)
+        denom = list(torch._foreach_mul(nu_new, c.to(nu_new[0].dtype)))
+        if cfg.eps_root:
+            torch._foreach_add_(denom, cfg.eps_root)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, cfg.eps)
         u = list(torch._foreach_div(mu_new, denom))
         torch._foreach_mul_(u, a.to(u[0].dtype))
         return (*u, *mu_new, *nu_new)
@@ -83,6 +87,13 @@ class AdamStep(torch.autograd.Function):
         g, mu_new, nu_new = list(saved[:n]), list(saved[n : 2 * n]), list(saved[2 * n : 3 * n])
         lr = saved[3 * n] if ctx.lr_is_tensor else ctx.lr
         u_bar, mu_bar, nu_bar = grads[:n], grads[n : 2 * n], grads[2 * n :]
+        if not torch.is_grad_enabled() and not ctx.lr_is_tensor:
+            return (
+                None,
+                None,
+                None,
+                *_backward_in_place(cfg, ctx.count, lr, g, mu_new, nu_new, grads),
+            )
         a, c = _coefficients(cfg, ctx.count, lr)
         gm = _present(mu_bar, g)
         gv = _present(nu_bar, g)
@@ -106,6 +117,59 @@ class AdamStep(torch.autograd.Function):
             *PURE.mul(gm, cfg.b1),
             *PURE.mul(gv, cfg.b2),
         )
+
+
+def _backward_in_place(
+    cfg: AdamConfig,
+    count: Tensor,
+    lr: Any,
+    g: list[Tensor],
+    mu_new: list[Tensor],
+    nu_new: list[Tensor],
+    grads: tuple[Tensor | None, ...],
+) -> list[Tensor]:
+    """The same VJP as :meth:`AdamStep.backward` when no graph is recorded (no ``create_graph``).
+
+    Five fresh buffers per leaf, everything else in place: the formula is the one above.
+    """
+    n = cfg.n
+    u_bar, mu_bar, nu_bar = grads[:n], grads[n : 2 * n], grads[2 * n :]
+    a_t, c_t = _coefficients(cfg, count, lr)
+    a, c = float(a_t), float(c_t)  # a float lr: plain numbers, no per-leaf casts
+    gm: list[Tensor] | None = None
+    gv: list[Tensor] | None = None
+    if any(x is not None for x in u_bar):
+        ub = _present(u_bar, g)
+        s = list(torch._foreach_mul(nu_new, c))
+        if cfg.eps_root:
+            torch._foreach_add_(s, cfg.eps_root)
+        torch._foreach_sqrt_(s)
+        denom = list(torch._foreach_add(s, cfg.eps))
+        t = list(torch._foreach_div(ub, denom))  # u_bar / D
+        gm = list(torch._foreach_mul(t, a))
+        torch._foreach_mul_(t, mu_new)
+        torch._foreach_div_(t, denom)
+        torch._foreach_div_(t, s)
+        torch._foreach_mul_(t, -0.5 * a * c)
+        gv = t
+    if any(x is not None for x in mu_bar):
+        gm = _accumulate(gm, _present(mu_bar, g))
+    if any(x is not None for x in nu_bar):
+        gv = _accumulate(gv, _present(nu_bar, g))
+    gm = gm if gm is not None else [torch.zeros_like(x) for x in g]
+    gv = gv if gv is not None else [torch.zeros_like(x) for x in g]
+    g_bar = list(torch._foreach_mul(gm, 1.0 - cfg.b1))
+    torch._foreach_addcmul_(g_bar, g, gv, value=2.0 * (1.0 - cfg.b2))
+    torch._foreach_mul_(gm, cfg.b1)
+    torch._foreach_mul_(gv, cfg.b2)
+    return [*g_bar, *gm, *gv]
+
+
+def _accumulate(total: list[Tensor] | None, extra: list[Tensor]) -> list[Tensor]:
+    if total is None:
+        return list(torch._foreach_mul(extra, 1.0))  # a batched copy: never write into extra
+    torch._foreach_add_(total, extra)
+    return total
 
 
 def _present(grads: tuple[Tensor | None, ...], like: list[Tensor]) -> list[Tensor]:
