@@ -63,7 +63,8 @@ def adam(
         pass that allocates no temporaries, and an out-of-place step (float or tensor learning
         rate) is one autograd node with a closed-form backward that is itself differentiable.
         Other cases (a schedule, mixed dtypes, inside ``torch.func`` transforms) run the
-        transforms one by one. All paths give the same result, so ``use_accelerated_op`` changes nothing.
+        transforms one by one. All paths give the same result, so ``use_accelerated_op``
+        changes nothing.
     """
     b1, b2 = check_betas("adam", betas)
     check_nonnegative("adam", "lr", lr, what="learning rate")
