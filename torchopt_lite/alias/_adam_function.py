@@ -18,6 +18,7 @@ With :math:`a = -\\alpha / (1 - \\beta_1^t)`, :math:`c = 1 / (1 - \\beta_2^t)`,
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -25,6 +26,45 @@ from torch import Tensor
 
 from torchopt_lite.transform._moments import bias_correction
 from torchopt_lite.transform._ops import PURE
+
+
+def exact_inverse(lr: float) -> float | None:
+    """A float ``wd`` with ``1 - lr * wd == 0`` exactly in double precision, if there is one."""
+    wd = 1.0 / lr
+    for candidate in (wd, math.nextafter(wd, math.inf), math.nextafter(wd, -math.inf)):
+        if 1.0 - lr * candidate == 0.0:
+            return candidate
+    return None
+
+
+def _kernel_step(
+    cfg: AdamConfig, count: Tensor, lr: Any, g: list[Tensor], mu: list[Tensor], nu: list[Tensor]
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]] | None:
+    """``(u, m', v')`` from one fused-kernel pass over fresh copies (CPU, ``eps_root=0``).
+
+    The update buffer is passed as both the kernel's parameter and gradient with
+    ``weight_decay = 1 / lr`` (see ``alias/_fused.py``), so it receives ``-lr * step``.
+    """
+    if cfg.eps_root != 0.0 or g[0].device.type != "cpu" or g[0].dtype not in _KERNEL_DTYPES:
+        return None
+    scale = float(lr) if not isinstance(lr, Tensor) else 1.0
+    wd = exact_inverse(scale) if scale > 0 else None
+    if wd is None:
+        return None
+    u = list(torch._foreach_mul(g, 1.0))  # batched copies the kernel may overwrite
+    mu_new = list(torch._foreach_mul(mu, 1.0))
+    nu_new = list(torch._foreach_mul(nu, 1.0))
+    torch._fused_adamw_(
+        u, u, mu_new, nu_new, [], [count] * len(u),
+        lr=scale, beta1=cfg.b1, beta2=cfg.b2, weight_decay=wd, eps=cfg.eps,
+        amsgrad=False, maximize=False,
+    )  # fmt: skip
+    if isinstance(lr, Tensor):
+        torch._foreach_mul_(u, lr.detach().to(u[0].dtype))
+    return u, mu_new, nu_new
+
+
+_KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 class AdamConfig(NamedTuple):
@@ -54,6 +94,10 @@ class AdamStep(torch.autograd.Function):
     def forward(cfg: AdamConfig, count: Tensor, lr: Any, *tensors: Tensor) -> tuple[Tensor, ...]:
         n = cfg.n
         g, mu, nu = list(tensors[:n]), list(tensors[n : 2 * n]), list(tensors[2 * n :])
+        fused = _kernel_step(cfg, count, lr, g, mu, nu)
+        if fused is not None:
+            u, mu_new, nu_new = fused
+            return (*u, *mu_new, *nu_new)
         mu_new = list(torch._foreach_lerp(mu, g, 1.0 - cfg.b1))
         nu_new = list(torch._foreach_mul(nu, cfg.b2))
         torch._foreach_addcmul_(nu_new, g, g, value=1.0 - cfg.b2)

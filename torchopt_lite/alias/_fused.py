@@ -13,28 +13,18 @@ Out of place: :class:`~torchopt_lite.alias._adam_function.AdamStep`, one autogra
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from torchopt_lite._leaves import check_leaf_state
-from torchopt_lite.alias._adam_function import AdamConfig, AdamStep
+from torchopt_lite.alias._adam_function import AdamConfig, AdamStep, exact_inverse
 from torchopt_lite.base import FusedApply, FusedStep, GradientTransformation
 from torchopt_lite.transform._ops import PURE, _transformed
 from torchopt_lite.transform.scale_by_adam import ScaleByAdamState
 
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _exact_inverse(lr: float) -> float | None:
-    """A float ``wd`` with ``1 - lr * wd == 0`` exactly in double precision, if there is one."""
-    wd = 1.0 / lr
-    for candidate in (wd, math.nextafter(wd, math.inf), math.nextafter(wd, -math.inf)):
-        if 1.0 - lr * candidate == 0.0:
-            return candidate
-    return None
 
 
 def _uniform(leaves: list[Tensor], *, allow_grad: bool = False) -> bool:
@@ -72,7 +62,7 @@ def fused_adam_step(
         return None
     wd = None
     if isinstance(lr, int | float) and lr > 0 and eps_root == 0.0:
-        wd = _exact_inverse(float(lr))
+        wd = exact_inverse(float(lr))
     cfg_fields = (b1, b2, eps, eps_root)
 
     def step(
