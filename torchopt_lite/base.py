@@ -135,12 +135,20 @@ class LeafwiseTransformation(GradientTransformation):
         return self._leafwise
 
 
+FusedSpan = tuple[int, int, "FusedStep"]
+"""``(start, stop, fused)``: a fused step for the parts ``start:stop`` of a flattened chain."""
+
+
 def _flatten_chain(
     transformations: Sequence[GradientTransformation],
-) -> tuple[GradientTransformation, ...]:
+) -> tuple[tuple[GradientTransformation, ...], list[FusedSpan]]:
+    """The flattened parts, and where the fused steps of nested chains now sit."""
     flat: list[GradientTransformation] = []
+    spans: list[FusedSpan] = []
     for t in transformations:
         if isinstance(t, ChainedGradientTransformation):
+            offset = len(flat)
+            spans.extend((offset + a, offset + b, f) for a, b, f in t._spans)
             flat.extend(t.transformations)
         elif isinstance(t, GradientTransformation):
             flat.append(t)
@@ -148,7 +156,7 @@ def _flatten_chain(
             raise TypeError(
                 f"chain: every argument must be a GradientTransformation; got {type(t).__name__}."
             )
-    return tuple(flat)
+    return tuple(flat), spans
 
 
 FusedStep = Callable[
@@ -175,12 +183,15 @@ class ChainedGradientTransformation(GradientTransformation):
     The state is a tuple with one entry per (flattened) transformation. When every part has a
     leafwise implementation, the chain flattens the pytree once per step for all of them, and
     an optional ``fused`` implementation may replace the whole step (the aliases use one for
-    Adam); it must produce the same state and updates as running the parts.
+    Adam and SGD); it must produce the same state and updates as running the parts. A fused
+    step survives nesting: ``chain(clip_grad_norm(1.0), adam(1e-3))`` clips, then runs Adam's
+    fused step on its slice of the state.
     """
 
     transformations: tuple[GradientTransformation, ...]
     fused_apply: FusedApply | None
     _leafwise: Leafwise | None
+    _spans: list[FusedSpan]
 
     def __new__(
         cls,
@@ -188,11 +199,13 @@ class ChainedGradientTransformation(GradientTransformation):
         fused: FusedStep | None = None,
         fused_apply: FusedApply | None = None,
     ) -> ChainedGradientTransformation:
-        """Chain ``transformations`` (flattening nested chains)."""
-        parts = _flatten_chain(transformations)
+        """Chain ``transformations`` (flattening nested chains, keeping their fused steps)."""
+        parts, spans = _flatten_chain(transformations)
+        if fused is not None:
+            spans = [(0, len(parts), fused)]  # this chain's own step covers all of it
         impls = [t.leafwise() for t in parts]
         if all(impl is not None for impl in impls):
-            impl = _chain_leafwise([i for i in impls if i is not None], fused)
+            impl = _chain_leafwise([i for i in impls if i is not None], spans)
             lw = LeafwiseTransformation(impl)
             init_fn, update_fn = lw.init, lw.update
         else:
@@ -201,6 +214,7 @@ class ChainedGradientTransformation(GradientTransformation):
         self = super().__new__(cls, init_fn, update_fn)
         self.transformations = parts
         self._leafwise = impl
+        self._spans = spans if impl is not None else []
         self.fused_apply = fused_apply if impl is not None else None
         return self
 
@@ -230,7 +244,9 @@ def _check_chain_state(state: Any, n: int) -> None:
         )
 
 
-def _chain_leafwise(impls: Sequence[Leafwise], fused: FusedStep | None = None) -> Leafwise:
+def _chain_leafwise(impls: Sequence[Leafwise], spans: Sequence[FusedSpan] = ()) -> Leafwise:
+    starts = {start: (stop, fused) for start, stop, fused in spans}
+
     def init(leaves: Sequence[Tensor]) -> tuple[Any, ...]:
         return tuple(impl.init(leaves) for impl in impls)
 
@@ -238,14 +254,20 @@ def _chain_leafwise(impls: Sequence[Leafwise], fused: FusedStep | None = None) -
         leaves: list[Tensor], state: Any, params: list[Tensor] | None, inplace: bool
     ) -> tuple[list[Tensor], tuple[Any, ...]]:
         _check_chain_state(state, len(impls))
-        if fused is not None:
-            result = fused(leaves, state, params, inplace)
-            if result is not None:
-                return result
-        new_state = []
-        for impl, s in zip(impls, state, strict=True):
-            leaves, s = impl.update(leaves, s, params, inplace)
+        new_state: list[Any] = []
+        i = 0
+        while i < len(impls):
+            if i in starts:  # a fused step for parts i:stop (it may decline these inputs)
+                stop, fused = starts[i]
+                result = fused(leaves, tuple(state[i:stop]), params, inplace)
+                if result is not None:
+                    leaves, sub_state = result
+                    new_state.extend(sub_state)
+                    i = stop
+                    continue
+            leaves, s = impls[i].update(leaves, state[i], params, inplace)
             new_state.append(s)
+            i += 1
         return leaves, tuple(new_state)
 
     return Leafwise(init, update, next((i.needs_params for i in impls if i.needs_params), ""))

@@ -16,10 +16,9 @@ def chain(*transformations: GradientTransformation) -> GradientTransformation:
         >>> import torchopt_lite as to
         >>> opt = to.chain(to.clip_grad_norm(max_norm=1.0), to.adam(lr=1e-3))
     """
-    parts = ChainedGradientTransformation(*transformations).transformations
-    if len(parts) == 1:
-        return parts[0]
-    return ChainedGradientTransformation(*parts)
+    if len(transformations) == 1 and isinstance(transformations[0], GradientTransformation):
+        return transformations[0]
+    return ChainedGradientTransformation(*transformations)
 
 
 def chain_flat(*transformations: GradientTransformation) -> GradientTransformation:

@@ -156,3 +156,44 @@ def test_classes_take_the_fused_kernel_on_parameters(cls: str, kernel: str, kwar
         opt.step()
         opt.step()
     assert fused.call_count == 2
+
+
+@pytest.mark.parametrize("inplace", [True, False], ids=["inplace", "pure"])
+def test_fused_step_survives_nesting_in_a_chain(inplace: bool) -> None:
+    """chain(clip, adam) runs Adam's fused step on its slice of the state, same numbers."""
+    from unittest import mock
+
+    import optree
+
+    from torchopt_lite.alias._adam_function import AdamStep
+    from torchopt_lite.base import ChainedGradientTransformation
+
+    nested = torchopt_lite.chain(
+        torchopt_lite.clip_grad_norm(max_norm=1.0), torchopt_lite.adam(lr=0.03)
+    )
+    plain = ChainedGradientTransformation(*nested.transformations)  # flat parts, no kernel
+    params = make_params()
+    grads = make_grads(params, 4)
+    finals = []
+    for opt in (nested, plain):
+        if inplace:
+            spy = mock.patch("torch._fused_adamw_", wraps=torch._fused_adamw_)
+        else:
+            spy = mock.patch.object(AdamStep, "apply", wraps=AdamStep.apply)
+        p = {k: v.clone() for k, v in params.items()}
+        state = opt.init(p)
+        with spy as fused:
+            for g in grads:
+                u, state = opt.update({k: v.clone() for k, v in g.items()}, state, inplace=inplace)
+                p = torchopt_lite.apply_updates(p, u, inplace=inplace)
+        assert fused.call_count == (len(grads) if opt is nested else 0)
+        finals.append((p, optree.tree_leaves(state)))
+    for a, b in zip(finals[0][1], finals[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    for k in params:
+        torch.testing.assert_close(finals[0][0][k], finals[1][0][k], rtol=1e-12, atol=1e-14)
+
+
+def test_chain_of_one_is_the_transformation() -> None:
+    adam = torchopt_lite.adam(lr=0.1)
+    assert torchopt_lite.chain(adam) is adam
