@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from torchopt_lite.transform._moments import bias_correction
-from torchopt_lite.transform._ops import PURE
+from torchopt_lite.transform._ops import PURE, clones
 
 
 def exact_inverse(lr: float) -> float | None:
@@ -51,9 +51,7 @@ def _kernel_step(
     wd = exact_inverse(scale) if scale > 0 else None
     if wd is None:
         return None
-    u = list(torch._foreach_mul(g, 1.0))  # batched copies the kernel may overwrite
-    mu_new = list(torch._foreach_mul(mu, 1.0))
-    nu_new = list(torch._foreach_mul(nu, 1.0))
+    u, mu_new, nu_new = clones(g), clones(mu), clones(nu)  # the kernel overwrites these
     torch._fused_adamw_(
         u, u, mu_new, nu_new, [], [count] * len(u),
         lr=scale, beta1=cfg.b1, beta2=cfg.b2, weight_decay=wd, eps=cfg.eps,
@@ -211,7 +209,7 @@ def _backward_in_place(
 
 def _accumulate(total: list[Tensor] | None, extra: list[Tensor]) -> list[Tensor]:
     if total is None:
-        return list(torch._foreach_mul(extra, 1.0))  # a batched copy: never write into extra
+        return clones(extra)  # never write into extra
     torch._foreach_add_(total, extra)
     return total
 

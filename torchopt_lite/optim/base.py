@@ -12,6 +12,7 @@ from torch import Tensor
 from torchopt_lite._leaves import check_state
 from torchopt_lite.base import ChainedGradientTransformation, GradientTransformation
 from torchopt_lite.optim._state_view import per_param_entries, rebuild
+from torchopt_lite.transform._ops import clones
 
 __all__ = ["Optimizer"]
 
@@ -178,8 +179,8 @@ class Optimizer(torch.optim.Optimizer):
                 return
         leafwise = impl.leafwise()
         if complete and leafwise is not None:
-            # A batched clone: in-place updates must not overwrite the user's .grad tensors.
-            updates = list(torch._foreach_mul(grads, 1.0))  # type: ignore[arg-type]
+            # Copies: in-place updates must not overwrite the user's .grad tensors.
+            updates = clones(grads)  # type: ignore[arg-type]
             updates, new_state = leafwise.update(updates, state, list(params), True)
             torch._foreach_add_(params, updates)
         else:
