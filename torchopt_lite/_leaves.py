@@ -6,6 +6,7 @@ as they were.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import optree
@@ -25,9 +26,35 @@ UPDATE_BEFORE_INIT = (
 )
 
 
+PLAIN_TENSOR_TYPES = (Tensor, torch.nn.Parameter)
+
+
+@functools.lru_cache(maxsize=64)
+def _sequence_spec(is_list: bool, n: int) -> optree.PyTreeSpec:
+    template: Any = [0] * n if is_list else (0,) * n
+    return optree.tree_structure(template, none_is_leaf=True)
+
+
+def flatten(tree: Any) -> tuple[list[Any], optree.PyTreeSpec]:
+    """``optree.tree_flatten(tree, none_is_leaf=True)``, fast for a list or tuple of tensors.
+
+    optree spends ~160 ns a leaf (0.20); a flat list of plain tensors, the common case on the
+    hot path, is its own leaf list, with one cached spec per length.
+    """
+    kind = type(tree)
+    if (kind is list or kind is tuple) and all(type(x) in PLAIN_TENSOR_TYPES for x in tree):
+        return list(tree), _sequence_spec(kind is list, len(tree))
+    return optree.tree_flatten(tree, none_is_leaf=True)
+
+
 def flatten_tensors(tree: Any, name: str, caller: str) -> tuple[list[Any], optree.PyTreeSpec]:
     """Flatten ``tree`` (``None`` kept as a leaf) and check every other leaf is a float tensor."""
-    leaves, spec = optree.tree_flatten(tree, none_is_leaf=True)
+    leaves, spec = flatten(tree)
+    try:
+        if all(map(Tensor.is_floating_point, leaves)):  # the common case, without a Python loop
+            return leaves, spec
+    except TypeError:  # a None or non-tensor leaf: the loop below says which
+        pass
     for leaf in leaves:
         if leaf is None:
             continue
@@ -107,7 +134,7 @@ def leafwise_update(
     leaves, spec = flatten_tensors(updates, "updates", "update")
     params_leaves: list[Any] | None = None
     if params is not None:
-        params_leaves, params_spec = optree.tree_flatten(params, none_is_leaf=True)
+        params_leaves, params_spec = flatten(params)
         if params_spec != spec:
             raise ValueError(
                 "update: params must have the same tree structure as updates; "

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import optree
 import torch
 
+from torchopt_lite._leaves import PLAIN_TENSOR_TYPES, flatten
 from torchopt_lite.transform._ops import per_leaf
 from torchopt_lite.typing import Params, Updates
 
@@ -28,13 +31,33 @@ def apply_updates(params: Params, updates: Updates, *, inplace: bool = True) -> 
         >>> apply_updates(p, {"w": torch.ones(2)}, inplace=False)["w"]
         tensor([1., 1.])
     """
-    p_leaves, p_spec = optree.tree_flatten(params, none_is_leaf=True)
-    u_leaves, u_spec = optree.tree_flatten(updates, none_is_leaf=True)
+    p_leaves, p_spec = flatten(params)
+    u_leaves, u_spec = flatten(updates)
     if p_spec != u_spec:
         raise ValueError(
             "apply_updates: updates must have the same tree structure as params; "
             f"params: {p_spec}, updates: {u_spec}."
         )
+    ps, us = _present_pairs(p_leaves, u_leaves)
+    if inplace:
+        if ps:
+            with torch.no_grad():
+                torch._foreach_add_(ps, us)
+        return params
+    if ps and len(ps) == len(p_leaves) and not per_leaf(p_leaves, u_leaves):
+        return optree.tree_unflatten(p_spec, list(torch._foreach_add(p_leaves, u_leaves)))
+    out = [p if u is None else p + u for p, u in zip(p_leaves, u_leaves, strict=True)]
+    return optree.tree_unflatten(p_spec, out)
+
+
+def _present_pairs(
+    p_leaves: list[Any], u_leaves: list[Any]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The parameters that have an update, and their updates (checked to be tensors)."""
+    if all(type(x) in PLAIN_TENSOR_TYPES for x in u_leaves) and all(
+        type(x) in PLAIN_TENSOR_TYPES for x in p_leaves
+    ):
+        return p_leaves, u_leaves  # every update present: no pairing loop
     pairs = [(p, u) for p, u in zip(p_leaves, u_leaves, strict=True) if u is not None]
     for p, u in pairs:
         if not isinstance(p, torch.Tensor) or not isinstance(u, torch.Tensor):
@@ -42,12 +65,4 @@ def apply_updates(params: Params, updates: Updates, *, inplace: bool = True) -> 
                 "apply_updates: leaves must be tensors; "
                 f"got {type(p).__name__} and {type(u).__name__}."
             )
-    if inplace:
-        if pairs:
-            with torch.no_grad():
-                torch._foreach_add_([p for p, _ in pairs], [u for _, u in pairs])
-        return params
-    if pairs and len(pairs) == len(p_leaves) and not per_leaf(p_leaves, u_leaves):
-        return optree.tree_unflatten(p_spec, list(torch._foreach_add(p_leaves, u_leaves)))
-    out = [p if u is None else p + u for p, u in zip(p_leaves, u_leaves, strict=True)]
-    return optree.tree_unflatten(p_spec, out)
+    return [p for p, _ in pairs], [u for _, u in pairs]

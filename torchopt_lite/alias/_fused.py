@@ -13,29 +13,41 @@ Out of place: :class:`~torchopt_lite.alias._adam_function.AdamStep`, one autogra
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from torchopt_lite._leaves import check_leaf_state
+from torchopt_lite._native import sgd_momentum_kernel
 from torchopt_lite.alias._adam_function import AdamConfig, AdamStep, exact_inverse
 from torchopt_lite.base import FusedApply, FusedStep, GradientTransformation
 from torchopt_lite.transform._ops import PURE, _transformed
 from torchopt_lite.transform.scale_by_adam import ScaleByAdamState
 
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_IS_CPU = operator.attrgetter("is_cpu")
+_DTYPE = operator.attrgetter("dtype")
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
 
 
 def _uniform(leaves: list[Tensor], *, allow_grad: bool = False) -> bool:
     """One floating dtype and one CPU/CUDA device (and no autograd history, unless allowed)."""
     first = leaves[0]
-    if first.dtype not in _FUSED_DTYPES or first.device.type not in ("cpu", "cuda"):
-        return False
     dtype, device = first.dtype, first.device
-    return all(
-        x.dtype == dtype and x.device == device and (allow_grad or not x.requires_grad)
-        for x in leaves
+    if dtype not in _FUSED_DTYPES or device.type not in ("cpu", "cuda"):
+        return False
+    # attribute maps instead of a generator: ~3x faster over 1000 leaves
+    same_device = (
+        all(map(_IS_CPU, leaves))
+        if device.type == "cpu"
+        else all(x.device == device for x in leaves)
+    )
+    return (
+        same_device
+        and all(d is dtype for d in map(_DTYPE, leaves))
+        and (allow_grad or not any(map(_REQUIRES_GRAD, leaves)))
     )
 
 
@@ -209,18 +221,21 @@ def fused_sgd_step(
     dampening: float,
     nesterov: bool,
 ) -> FusedStep | None:
-    """The in-place step of ``chain(flip, trace, scale(-lr))`` in three multi-tensor passes.
+    """The in-place step of ``chain(flip, trace, scale(-lr))`` (a float ``lr``) in one pass.
 
-    With :math:`b_0 = 0` and no dampening, :math:`b_t = g_t + \\mu b_{t-1}` is written into the
-    gradient buffer, copied to the trace, and scaled by :math:`-\\alpha`: 7 memory streams instead
-    of the 9 of the transforms run one by one. Nesterov, dampening, a tensor or scheduled ``lr``
-    and the out-of-place mode use the transforms.
+    The trace and the update are written by the C kernel of :mod:`torchopt_lite._native` in one
+    pass over ``g, b`` (4 memory streams; the transforms one by one move 9). Where that kernel is
+    unavailable (no C compiler, other dtypes or devices), three multi-tensor passes do the
+    undamped, non-Nesterov case: with :math:`b_0 = 0`, :math:`b_t = g_t + \\mu b_{t-1}` is written
+    into the gradient buffer, copied to the trace and scaled by :math:`-\\alpha` (7 streams).
+    Other cases, a tensor or scheduled ``lr`` and the out-of-place mode use the transforms.
     """
-    if momentum == 0 or dampening != 0 or nesterov or not isinstance(lr, int | float):
+    if momentum == 0 or not isinstance(lr, int | float):
         return None
     flip = parts[0].leafwise()
     if flip is None:
         return None
+    stock = dampening == 0 and not nesterov
 
     def step(
         leaves: list[Tensor], state: Any, params: list[Tensor] | None, inplace: bool
@@ -229,13 +244,20 @@ def fused_sgd_step(
         if not inplace or not leaves:
             return None
         check_leaf_state("sgd", "trace", leaves, trace_state)
-        if trace_state.trace[0].requires_grad or not _uniform(leaves):
+        buffers = list(trace_state.trace)
+        if buffers[0].requires_grad or not _uniform(leaves) or _transformed(leaves, buffers):
+            return None
+        kernel = sgd_momentum_kernel(leaves, buffers)  # decided before ``flip`` writes
+        if kernel is None and not stock:
             return None
         g, flip_state = flip.update(leaves, state[0], params, True)
-        buffers = list(trace_state.trace)
-        torch._foreach_add_(g, buffers, alpha=momentum)
-        torch._foreach_copy_(buffers, g)
-        torch._foreach_mul_(g, -float(lr))
+        if kernel is not None:
+            first = dampening != 0 and bool(trace_state.count == 0)  # a host read of a CPU scalar
+            kernel(momentum, dampening, float(lr), nesterov, first)
+        else:
+            torch._foreach_add_(g, buffers, alpha=momentum)
+            torch._foreach_copy_(buffers, g)
+            torch._foreach_mul_(g, -float(lr))
         trace_state.count.add_(1)
         return g, (flip_state, trace_state, *state[2:])
 
