@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import optree
 import pytest
 import torch
 
@@ -98,6 +99,28 @@ def test_fused_node_is_used_out_of_place() -> None:
     opt = torchopt_lite.adam(lr=0.1)
     u, _ = opt.update(grads, opt.init(params), inplace=False)
     assert "AdamStep" in type(u[0].grad_fn).__name__
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_out_of_place_step_leaves_its_inputs_untouched(dtype: torch.dtype) -> None:
+    """The kernel reads the caller's gradients and old moments and writes only fresh buffers."""
+    gen = torch.Generator().manual_seed(3)
+    params = [torch.randn(5, generator=gen, dtype=dtype) for _ in range(3)]
+    opt = torchopt_lite.adam(lr=0.1)
+    state = opt.init(params)
+    state = opt.update([torch.randn(5, generator=gen, dtype=dtype) for _ in params], state)[1]
+    grads = [torch.randn(5, generator=gen, dtype=dtype) for _ in params]
+    inputs = [*grads, *optree.tree_leaves(state)]
+    before = [x.clone() for x in inputs]
+    updates, _ = opt.update(grads, state, inplace=False)
+    assert all(torch.equal(x, y) for x, y in zip(before, inputs, strict=True))
+    reference, _ = ChainedGradientTransformation(*opt.transformations).update(
+        [g.clone() for g in grads], state, inplace=False
+    )
+    for got, want in zip(updates, reference, strict=True):
+        torch.testing.assert_close(
+            got, want, rtol=1e-6 if dtype == torch.float32 else 1e-13, atol=0
+        )
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

@@ -40,21 +40,22 @@ def exact_inverse(lr: float) -> float | None:
 def _kernel_step(
     cfg: AdamConfig, count: Tensor, lr: Any, g: list[Tensor], mu: list[Tensor], nu: list[Tensor]
 ) -> tuple[list[Tensor], list[Tensor], list[Tensor]] | None:
-    """``(u, m', v')`` from one fused-kernel pass over fresh copies (CPU, ``eps_root=0``).
+    """``(u, m', v')`` from one fused-kernel pass (CPU, ``eps_root=0``, a positive ``lr``).
 
-    The update buffer is passed as both the kernel's parameter and gradient with
-    ``weight_decay = 1 / lr`` (see ``alias/_fused.py``), so it receives ``-lr * step``.
+    The kernel updates copies of the moments and writes ``0 - lr * step`` into zeroed update
+    buffers passed as its parameters; it only reads ``g``. Zeroing costs one write stream where a
+    copy of ``g`` would cost a read and a write.
     """
     if cfg.eps_root != 0.0 or g[0].device.type != "cpu" or g[0].dtype not in _KERNEL_DTYPES:
         return None
     scale = float(lr) if not isinstance(lr, Tensor) else 1.0
-    wd = exact_inverse(scale) if scale > 0 else None
-    if wd is None:
+    if not scale > 0:
         return None
-    u, mu_new, nu_new = clones(g), clones(mu), clones(nu)  # the kernel overwrites these
-    torch._fused_adamw_(
-        u, u, mu_new, nu_new, [], [count] * len(u),
-        lr=scale, beta1=cfg.b1, beta2=cfg.b2, weight_decay=wd, eps=cfg.eps,
+    u = [torch.zeros_like(x) for x in g]
+    mu_new, nu_new = clones(mu), clones(nu)  # the kernel overwrites these
+    torch._fused_adam_(
+        u, g, mu_new, nu_new, [], [count] * len(u),
+        lr=scale, beta1=cfg.b1, beta2=cfg.b2, weight_decay=0.0, eps=cfg.eps,
         amsgrad=False, maximize=False,
     )  # fmt: skip
     if isinstance(lr, Tensor):
