@@ -227,6 +227,13 @@ def _replicate_containers(
     )
 
 
+def _holds_tensors_named(target: TensorContainer, source: TensorContainer) -> bool:
+    """Whether ``target`` holds a tensor under exactly the names of ``source`` (others: None)."""
+    if target.keys() == source.keys():  # the common case, without sorting
+        return all(isinstance(v, Tensor) for v in target.values())
+    return sorted(k for k, v in target.items() if isinstance(v, Tensor)) == sorted(source)
+
+
 def _check_containers(
     kind: str, targets: ModuleTensorContainers, sources: Sequence[TensorContainer]
 ) -> None:
@@ -238,8 +245,8 @@ def _check_containers(
             f"{len(sources)}; pass the state extracted from this module."
         )
     for i, (tgt, src) in enumerate(zip(targets, sources, strict=True)):
-        names = sorted(k for k, v in tgt.items() if isinstance(v, Tensor))
-        if names != sorted(src):
+        if not _holds_tensors_named(tgt, src):
+            names = sorted(k for k, v in tgt.items() if isinstance(v, Tensor))
             raise ValueError(
                 f"{prefix}: dict {i} holds {names} in the module and {sorted(src)} in the state; "
                 "pass the state extracted from this module."

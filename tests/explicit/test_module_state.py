@@ -209,6 +209,18 @@ def test_recover_rejects_state_of_another_module_and_leaves_it_unchanged() -> No
     assert_same(net, before)
 
 
+def test_recover_matches_names_holding_tensors() -> None:
+    # nn.Linear(bias=False) keeps ``bias: None`` in its dict: not a name the state must have.
+    net = nn.Linear(2, 3, bias=False).double()
+    state = extract_state_dict(net, by="deepcopy")
+    recover_state_dict(net, state)
+    assert net.weight is state.params[0]["weight"]
+    # The same keys, but the module holds None where the state holds a tensor.
+    with_bias = extract_state_dict(nn.Linear(2, 3).double())
+    with pytest.raises(ValueError, match=r"dict 0 holds \['weight'\] in the module and \['bias'"):
+        recover_state_dict(net, with_bias)
+
+
 def test_recover_rejects_buffers_of_another_module() -> None:
     net = make_net()
     before = snapshot(net)

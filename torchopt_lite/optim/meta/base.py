@@ -118,7 +118,9 @@ class MetaOptimizer:
         self.truncate_every = truncate_every
         self.param_containers_groups = []
         self.state_groups = []
-        self._groups: list[list[_Slot]] = []
+        # Structure fixed by add_param_group, so a step only reads the current tensors:
+        self._slots: list[_Slot] = []  # every group's slots, group after group
+        self._bounds: list[tuple[int, int]] = []  # each group's ``start, stop`` in ``_slots``
         self._numels: list[int] = []  # elements per group, to pick how updates are added
         self._unrolled = 0  # steps since the parameters were last graph leaves
         self.add_param_group(module)
@@ -148,7 +150,8 @@ class MetaOptimizer:
                 f"{type(module).__name__} are already in a param group; add each module once."
             )
         self.param_containers_groups.append(containers)
-        self._groups.append(slots)
+        self._bounds.append((len(self._slots), len(self._slots) + len(slots)))
+        self._slots.extend(slots)
         self._numels.append(sum(c[k].numel() for c, k in slots))
         self.state_groups.append(UninitializedState())
 
@@ -172,19 +175,19 @@ class MetaOptimizer:
                 "MetaOptimizer.step: loss must be a scalar (one element); got shape "
                 f"{tuple(loss.shape)}. Reduce it first, e.g. loss.mean()."
             )
-        groups: list[list[Tensor]] = [[c[k] for c, k in slots] for slots in self._groups]
-        flat: list[Tensor] = [p for params in groups for p in params]
+        flat = [c[k] for c, k in self._slots]
         wrt = [p for p in flat if p.requires_grad]
         if not loss.requires_grad or not wrt:
             raise ValueError(_NO_DEPENDENCE)
-        grads: tuple[Tensor | None, ...] = torch.autograd.grad(
-            loss, wrt, create_graph=not self.first_order, allow_unused=True
+        grads: list[Tensor | None] = list(
+            torch.autograd.grad(loss, wrt, create_graph=not self.first_order, allow_unused=True)
         )
-        if all(g is None for g in grads):
-            raise ValueError(_NO_DEPENDENCE)
         if len(wrt) < len(flat):
             it = iter(grads)
-            grads = tuple(next(it) if p.requires_grad else None for p in flat)
+            grads = [next(it) if p.requires_grad else None for p in flat]
+        complete = all(g is not None for g in grads)
+        if not complete and all(g is None for g in grads):
+            raise ValueError(_NO_DEPENDENCE)
 
         truncate = False
         if self.truncate_every is not None:
@@ -193,36 +196,38 @@ class MetaOptimizer:
             self._unrolled += 1
             truncate = self._unrolled % self.truncate_every == 0
 
-        new_groups = []
-        new_states = []
-        start = 0
-        for params, state, numel in zip(groups, self.state_groups, self._numels, strict=True):
-            g = grads[start : start + len(params)]
-            start += len(params)
-            params_t = tuple(params)
-            if isinstance(state, UninitializedState):
-                state = self.impl.init(params_t)
-            fused = None
-            if self._fused_apply is not None and all(x is not None for x in g):
-                fused = self._fused_apply(list(params), list(g), state, False)  # type: ignore[arg-type]
-            if fused is not None:
-                new, state = fused
-            else:
-                updates, state = self.impl.update(g, state, params=params_t, inplace=False)
-                if numel <= _FOREACH_MAX_NUMEL and all(u is not None for u in updates):
-                    new = list(torch._foreach_add(params, updates))
-                else:
-                    new = [p if u is None else p + u for p, u in zip(params, updates, strict=True)]
-            if truncate:
-                new = [_detach_keep_flag(p) for p in new]
-                state = optree.tree_map(_detach_keep_flag, state)
-            new_groups.append(new)
-            new_states.append(state)
+        if len(self._bounds) == 1:  # the usual case: no slicing and merging
+            new_flat, state = self._update_group(0, flat, grads, complete)
+            new_states = [state]
+        else:
+            new_flat, new_states = [], []
+            for i, (start, stop) in enumerate(self._bounds):
+                new, state = self._update_group(i, flat[start:stop], grads[start:stop], complete)
+                new_flat += new
+                new_states.append(state)
+        if truncate:
+            new_flat = [_detach_keep_flag(p) for p in new_flat]
+            new_states = [optree.tree_map(_detach_keep_flag, s) for s in new_states]
         # Write only after every group's update succeeded.
-        for slots, new in zip(self._groups, new_groups, strict=True):
-            for (c, k), p in zip(slots, new, strict=True):
-                c[k] = p
+        for (c, k), p in zip(self._slots, new_flat, strict=True):
+            c[k] = p
         self.state_groups[:] = new_states
+
+    def _update_group(
+        self, i: int, params: list[Tensor], grads: list[Tensor | None], complete: bool
+    ) -> tuple[list[Tensor], OptState]:
+        """Group ``i``'s new parameters and state (nothing written); ``complete``: no ``None``."""
+        state = self.state_groups[i]
+        if isinstance(state, UninitializedState):
+            state = self.impl.init(tuple(params))
+        if self._fused_apply is not None and (complete or all(g is not None for g in grads)):
+            fused = self._fused_apply(params, grads, state, False)  # type: ignore[arg-type]
+            if fused is not None:
+                return fused
+        updates, state = self.impl.update(tuple(grads), state, params=tuple(params), inplace=False)
+        if self._numels[i] <= _FOREACH_MAX_NUMEL and all(u is not None for u in updates):
+            return list(torch._foreach_add(params, updates)), state
+        return [p if u is None else p + u for p, u in zip(params, updates, strict=True)], state
 
     def state_dict(self) -> tuple[OptState, ...]:
         """The optimizer state of each group (references: in-place changes show in both)."""
@@ -253,7 +258,8 @@ class MetaOptimizer:
         expected = self.state_groups[i]
         if isinstance(expected, UninitializedState):
             with torch.no_grad():
-                expected = self.impl.init(tuple(c[k] for c, k in self._groups[i]))
+                start, stop = self._bounds[i]
+                expected = self.impl.init(tuple(c[k] for c, k in self._slots[start:stop]))
         leaves, spec = optree.tree_flatten(state, none_is_leaf=True)
         ref_leaves, ref_spec = optree.tree_flatten(expected, none_is_leaf=True)
         if spec != ref_spec:
