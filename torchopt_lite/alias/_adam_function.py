@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from torchopt_lite import _native
 from torchopt_lite.transform._moments import bias_correction
 from torchopt_lite.transform._ops import PURE, clones
 
@@ -35,6 +36,18 @@ def exact_inverse(lr: float) -> float | None:
         if 1.0 - lr * candidate == 0.0:
             return candidate
     return None
+
+
+def _native_step(
+    cfg: AdamConfig, count: Tensor, lr: Any, g: list[Tensor], mu: list[Tensor], nu: list[Tensor]
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]] | None:
+    """``(u, m', v')`` in one pass of a C loop (:mod:`torchopt_lite._native`; a float ``lr``)."""
+    if isinstance(lr, Tensor):
+        return None
+    a, c = (float(x) for x in _coefficients(cfg, count, lr))
+    return _native.adam_forward(
+        g, mu, nu, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, eps_root=cfg.eps_root, a=a, c=c
+    )
 
 
 def _kernel_step(
@@ -93,7 +106,7 @@ class AdamStep(torch.autograd.Function):
     def forward(cfg: AdamConfig, count: Tensor, lr: Any, *tensors: Tensor) -> tuple[Tensor, ...]:
         n = cfg.n
         g, mu, nu = list(tensors[:n]), list(tensors[n : 2 * n]), list(tensors[2 * n :])
-        fused = _kernel_step(cfg, count, lr, g, mu, nu)
+        fused = _native_step(cfg, count, lr, g, mu, nu) or _kernel_step(cfg, count, lr, g, mu, nu)
         if fused is not None:
             u, mu_new, nu_new = fused
             return (*u, *mu_new, *nu_new)
@@ -135,7 +148,7 @@ class AdamStep(torch.autograd.Function):
                 None,
                 None,
                 None,
-                *_backward_in_place(cfg, ctx.count, lr, g, mu_new, nu_new, grads),
+                *_backward_no_graph(cfg, ctx.count, lr, g, mu_new, nu_new, grads),
             )
         a, c = _coefficients(cfg, ctx.count, lr)
         gm = _present(mu_bar, g)
@@ -160,6 +173,27 @@ class AdamStep(torch.autograd.Function):
             *PURE.mul(gm, cfg.b1),
             *PURE.mul(gv, cfg.b2),
         )
+
+
+def _backward_no_graph(
+    cfg: AdamConfig,
+    count: Tensor,
+    lr: float,
+    g: list[Tensor],
+    mu_new: list[Tensor],
+    nu_new: list[Tensor],
+    grads: tuple[Tensor | None, ...],
+) -> list[Tensor]:
+    """The VJP when no graph is recorded: one pass of the C loop, else multi-tensor ops."""
+    n = cfg.n
+    a, c = (float(x) for x in _coefficients(cfg, count, lr))
+    native = _native.adam_backward(
+        grads[:n], grads[n : 2 * n], grads[2 * n :], g, mu_new, nu_new,
+        b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, eps_root=cfg.eps_root, a=a, c=c,
+    )  # fmt: skip
+    if native is not None:
+        return [*native[0], *native[1], *native[2]]
+    return _backward_in_place(cfg, count, lr, g, mu_new, nu_new, grads)
 
 
 def _backward_in_place(
