@@ -67,11 +67,13 @@ def _assert_same_run(a: tuple, b: tuple, dtype: torch.dtype) -> None:
         torch.testing.assert_close(x, y, **tol)
 
 
-@needs_kernel
+@pytest.mark.parametrize("native", [True, False], ids=["kernel", "fallback"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("config", list(CONFIGS))
-def test_kernel_step_equals_the_transforms(config: str, dtype: torch.dtype) -> None:
-    """sgd's in-place step through the kernel = the chain's transforms run one by one."""
+def test_sgd_step_equals_the_transforms(config: str, dtype: torch.dtype, native: bool) -> None:
+    """sgd's in-place step, through the kernel or its fallback = the transforms one by one."""
+    if native and _native.library() is None:
+        pytest.skip("no C compiler here (or TORCHOPT_LITE_NATIVE=0): the kernel cannot be built")
     fused = torchopt_lite.sgd(0.05, **CONFIGS[config])
     assert isinstance(fused, ChainedGradientTransformation)
     unfused = ChainedGradientTransformation(*fused.transformations)
@@ -83,10 +85,14 @@ def test_kernel_step_equals_the_transforms(config: str, dtype: torch.dtype) -> N
         prepared.append(_native.sgd_momentum_kernel(*args))  # type: ignore[arg-type]
         return prepared[-1]
 
-    with mock.patch.object(_fused, "sgd_momentum_kernel", spy):
-        kernel_run = _run(fused, params, grads)
-    assert len(prepared) == len(grads) and all(k is not None for k in prepared)
-    _assert_same_run(kernel_run, _run(unfused, params, grads), dtype)
+    with (
+        mock.patch.object(_fused, "sgd_momentum_kernel", spy),
+        mock.patch.dict(_native._state, {} if native else {"lib": None}),
+    ):
+        fused_run = _run(fused, params, grads)
+    assert len(prepared) == len(grads)
+    assert all((k is not None) == native for k in prepared)
+    _assert_same_run(fused_run, _run(unfused, params, grads), dtype)
 
 
 @needs_kernel
@@ -134,20 +140,6 @@ def test_kernel_declines_what_it_cannot_run() -> None:
     meta = [torch.ones(4, device="meta")]
     assert _native.sgd_momentum_kernel(meta, [torch.zeros(4, device="meta")]) is None
     assert _native.sgd_momentum_kernel([], []) is None
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("config", list(CONFIGS))
-def test_without_the_kernel_results_are_the_same(config: str, dtype: torch.dtype) -> None:
-    """With no compiled library, sgd falls back (three passes or the transforms), same math."""
-    fused = torchopt_lite.sgd(0.05, **CONFIGS[config])
-    assert isinstance(fused, ChainedGradientTransformation)
-    unfused = ChainedGradientTransformation(*fused.transformations)
-    params = _params(dtype)
-    grads = _grads(params, 5)
-    with mock.patch.dict(_native._state, {"lib": None}):
-        fallback = _run(fused, params, grads)
-    _assert_same_run(fallback, _run(unfused, params, grads), dtype)
 
 
 def test_strided_gradients_fall_back_with_the_same_result() -> None:
