@@ -183,6 +183,8 @@ def fused_sgd_apply(
     if not isinstance(lr, int | float):
         return None
     flip = parts[0].leafwise()
+    neg_lr = -float(lr)
+    plain = weight_decay == 0 and not maximize  # the flip is the identity
 
     def apply(params: list[Tensor], grads: list[Tensor], state: Any, inplace: bool) -> Any:
         if not grads or flip is None:
@@ -190,8 +192,10 @@ def fused_sgd_apply(
         if not inplace:
             if momentum != 0:
                 return None
+            if plain:  # the MAML inner step: nothing but p - lr * g
+                return PURE.add(params, grads, alpha=neg_lr), state
             g, flip_state = flip.update(grads, state[0], params, False)
-            return PURE.add(params, g, alpha=-float(lr)), (flip_state, *state[1:])
+            return PURE.add(params, g, alpha=neg_lr), (flip_state, *state[1:])
         trace_state = state[1]
         if not _uniform(grads) or not _uniform(params, allow_grad=True):
             return None

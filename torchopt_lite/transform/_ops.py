@@ -57,7 +57,7 @@ def per_leaf(*lists: Any) -> bool:
     if _transformed(*lists):
         return True
     xs = lists[0]
-    return len(xs) < _FOREACH_MIN_LEAVES and sum(x.numel() for x in xs) > _FOREACH_MAX_NUMEL
+    return len(xs) < _FOREACH_MIN_LEAVES and sum(map(Tensor.numel, xs)) > _FOREACH_MAX_NUMEL
 
 
 def _pairs(ys: Any, n: int) -> Any:
