@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -169,15 +170,22 @@ def _peak_child(lib_name: str, cls_name: str, kind: str) -> None:
     print(json.dumps(_rss_mib("VmHWM") - rest))
 
 
-def _peak_rss(lib_name: str, cls_name: str, kind: str) -> float:
+def _peak_rss(lib_name: str, cls_name: str, kind: str, runs: int = 3) -> float:
+    """Median over ``runs`` fresh processes. Tensors of 64 KiB and more are mmapped, so freed
+    temporaries leave the RSS at once and the peak counts what was live together, not what the
+    heap happened to keep from the warm-up."""
     code = (
         "from benchmarks.bench_explicit import _peak_child; "
         f"_peak_child({lib_name!r}, {cls_name!r}, {kind!r})"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    return float(json.loads(out.strip().splitlines()[-1]))
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    peaks = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        ).stdout
+        peaks.append(float(json.loads(out.strip().splitlines()[-1])))
+    return statistics.median(peaks)
 
 
 def _interleaved(
