@@ -190,6 +190,7 @@ class ChainedGradientTransformation(GradientTransformation):
 
     transformations: tuple[GradientTransformation, ...]
     fused_apply: FusedApply | None
+    linear_scale: float | None
     _leafwise: Leafwise | None
     _spans: list[FusedSpan]
 
@@ -198,8 +199,14 @@ class ChainedGradientTransformation(GradientTransformation):
         *transformations: GradientTransformation,
         fused: FusedStep | None = None,
         fused_apply: FusedApply | None = None,
+        linear_scale: float | None = None,
     ) -> ChainedGradientTransformation:
-        """Chain ``transformations`` (flattening nested chains, keeping their fused steps)."""
+        """Chain ``transformations`` (flattening nested chains, keeping their fused steps).
+
+        ``linear_scale``, declared by an alias whose update is exactly ``linear_scale * g`` with a
+        state that never changes (plain SGD: ``-lr``), lets meta-optimizers fold the scale into
+        the seed of the backward pass that computes ``g``.
+        """
         parts, spans = _flatten_chain(transformations)
         if fused is not None:
             spans = [(0, len(parts), fused)]  # this chain's own step covers all of it
@@ -216,6 +223,7 @@ class ChainedGradientTransformation(GradientTransformation):
         self._leafwise = impl
         self._spans = spans if impl is not None else []
         self.fused_apply = fused_apply if impl is not None else None
+        self.linear_scale = linear_scale if impl is not None else None
         return self
 
     def leafwise(self) -> Leafwise | None:

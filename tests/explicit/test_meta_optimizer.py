@@ -34,6 +34,7 @@ class Case(NamedTuple):
 
 CASES = [
     Case(meta.MetaSGD, {"lr": 0.1}, ref.sgd, "plain"),
+    Case(meta.MetaSGD, {"lr": 0.1, "maximize": True}, ref.sgd, "plain, maximize"),
     Case(
         meta.MetaSGD,
         {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
@@ -128,6 +129,39 @@ def test_per_tensor_apply_path_matches_reference(
     opt = case.meta_cls(net, **case.kwargs)
     meta_unroll(net, opt, 1)
     assert type(net[0].weight.grad_fn).__name__ == "AddBackward0"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "scale"),
+    [
+        ({"lr": 0.1}, -0.1),
+        ({"lr": 0.1, "maximize": True}, 0.1),
+        ({"lr": 0.1, "momentum": 0.9}, None),
+        ({"lr": 0.1, "weight_decay": 0.01}, None),
+        ({"lr": torchopt_lite.schedule.linear_schedule(0.1, 0.01, 10)}, None),
+    ],
+)
+def test_plain_sgd_declares_its_linear_scale(kwargs: dict, scale: float | None) -> None:
+    """Only u = scale * g with a constant state may have its scale folded into the backward."""
+    assert torchopt_lite.sgd(**kwargs).linear_scale == scale
+
+
+def test_seeded_backward_equals_the_update_path() -> None:
+    """The scale folded into the backward seed = the transforms applied to the gradients."""
+    a, b = make_net(), make_net()
+    params_a, params_b = list(a.parameters()), list(b.parameters())
+    plain = torchopt_lite.sgd(lr=0.1)
+    assert plain.linear_scale is not None
+    unscaled = torchopt_lite.base.ChainedGradientTransformation(*plain.transformations)  # no scale
+    assert unscaled.linear_scale is None
+    meta_unroll(a, MetaOptimizer(a, plain), 4)
+    meta_unroll(b, MetaOptimizer(b, unscaled), 4)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-13, atol=1e-15)
+    grads_a = torch.autograd.grad(outer_loss(list(a.parameters())), params_a)
+    grads_b = torch.autograd.grad(outer_loss(list(b.parameters())), params_b)
+    for g, h in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(g, h, rtol=1e-12, atol=1e-14)
 
 
 def test_generic_meta_optimizer_equals_named_one() -> None:

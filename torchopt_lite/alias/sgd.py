@@ -56,4 +56,9 @@ def sgd(
         nesterov=nesterov, maximize=maximize,
     )  # fmt: skip
     fused = fused_sgd_step(parts, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov)
-    return ChainedGradientTransformation(*parts, fused=fused, fused_apply=fused_apply)
+    scale = None  # u = scale * g with a constant state: declared for meta-optimizers
+    if momentum == 0 and weight_decay == 0 and isinstance(lr, int | float):
+        scale = float(lr) if maximize else -float(lr)
+    return ChainedGradientTransformation(
+        *parts, fused=fused, fused_apply=fused_apply, linear_scale=scale
+    )

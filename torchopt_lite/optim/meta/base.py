@@ -111,9 +111,12 @@ class MetaOptimizer:
             )
         check_truncate_every("MetaOptimizer", truncate_every)
         self.impl = impl
-        self._fused_apply = (
-            impl.fused_apply if isinstance(impl, ChainedGradientTransformation) else None
-        )
+        chained = impl if isinstance(impl, ChainedGradientTransformation) else None
+        self._fused_apply = chained.fused_apply if chained else None
+        # Plain SGD (u = scale * g, constant state): the backward pass is seeded with the scale,
+        # so the gradients arrive as updates, with one multiply per step instead of one per
+        # parameter (and none per parameter in the meta-backward).
+        self._linear_scale = chained.linear_scale if chained else None
         self.first_order = bool(first_order)
         self.truncate_every = truncate_every
         self.param_containers_groups = []
@@ -179,8 +182,11 @@ class MetaOptimizer:
         wrt = [p for p in flat if p.requires_grad]
         if not loss.requires_grad or not wrt:
             raise ValueError(_NO_DEPENDENCE)
+        seed = None if self._linear_scale is None else torch.full_like(loss, self._linear_scale)
         grads: list[Tensor | None] = list(
-            torch.autograd.grad(loss, wrt, create_graph=not self.first_order, allow_unused=True)
+            torch.autograd.grad(
+                loss, wrt, seed, create_graph=not self.first_order, allow_unused=True
+            )
         )
         if len(wrt) < len(flat):
             it = iter(grads)
@@ -220,13 +226,18 @@ class MetaOptimizer:
         state = self.state_groups[i]
         if isinstance(state, UninitializedState):
             state = self.impl.init(tuple(params))
-        if self._fused_apply is not None and (complete or all(g is not None for g in grads)):
-            fused = self._fused_apply(params, grads, state, False)  # type: ignore[arg-type]
-            if fused is not None:
-                return fused
-        updates, state = self.impl.update(tuple(grads), state, params=tuple(params), inplace=False)
+        if self._linear_scale is not None:  # already scale * g (see __init__); state constant
+            updates: Sequence[Tensor | None] = grads
+        else:
+            if self._fused_apply is not None and (complete or all(g is not None for g in grads)):
+                fused = self._fused_apply(params, grads, state, False)  # type: ignore[arg-type]
+                if fused is not None:
+                    return fused
+            updates, state = self.impl.update(
+                tuple(grads), state, params=tuple(params), inplace=False
+            )
         if self._numels[i] <= _FOREACH_MAX_NUMEL and all(u is not None for u in updates):
-            return list(torch._foreach_add(params, updates)), state
+            return list(torch._foreach_add(params, updates)), state  # type: ignore[arg-type]
         return [p if u is None else p + u for p, u in zip(params, updates, strict=True)], state
 
     def state_dict(self) -> tuple[OptState, ...]:
