@@ -294,3 +294,16 @@ def test_adam_backward_with_absent_and_strided_output_gradients() -> None:
     want = _backward_in_place(cfg, count, lr, g, mu_new, nu_new, tuple(strided))
     for x, y in zip([*got[0], *got[1], *got[2]], want, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler here")
+def test_a_corrupt_cached_library_is_not_loaded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike
+) -> None:
+    """A damaged file under the library's name means no library, not a crash."""
+    monkeypatch.setenv("TORCHOPT_LITE_CACHE", str(tmp_path))
+    monkeypatch.delenv("TORCHOPT_LITE_NATIVE", raising=False)
+    assert _native._build_and_load() is not None
+    (built,) = list(tmp_path.iterdir())
+    built.write_bytes(b"not a shared object")
+    assert _native._build_and_load() is None

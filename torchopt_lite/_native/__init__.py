@@ -68,8 +68,12 @@ def _cache_dirs() -> list[Path]:
     configured = os.environ.get("TORCHOPT_LITE_CACHE")
     if configured:
         return [Path(configured)]
-    home_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return [home_cache / "torchopt_lite", Path(tempfile.gettempdir()) / "torchopt_lite"]
+    dirs = [Path(tempfile.gettempdir()) / "torchopt_lite"]
+    try:
+        home_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:  # no home directory: the temporary directory only
+        return dirs
+    return [home_cache / "torchopt_lite", *dirs]
 
 
 def _build_and_load() -> ctypes.CDLL | None:
@@ -77,7 +81,7 @@ def _build_and_load() -> ctypes.CDLL | None:
         return None
     compiler = os.environ.get("CC") or "cc"
     if shutil.which(compiler) is None:
-        _LOG.info("no C compiler %r: SGD momentum uses torch's multi-tensor ops", compiler)
+        _LOG.info("no C compiler %r: the C loops are replaced by multi-tensor ops", compiler)
         return None
     source = _SOURCE.read_bytes()
     key = hashlib.sha256(
@@ -91,14 +95,14 @@ def _build_and_load() -> ctypes.CDLL | None:
             if not target.exists():
                 _compile(compiler, directory, target)
             lib = ctypes.CDLL(str(target))
-        except (OSError, subprocess.SubprocessError) as error:
-            _LOG.info("native SGD momentum kernel unavailable in %s: %s", directory, error)
+            for kernel in _KERNELS:
+                for suffix in _SUFFIX.values():
+                    function = getattr(lib, f"{kernel}_{suffix}")
+                    function.argtypes = _ARGTYPES
+                    function.restype = ctypes.c_int
+        except (OSError, AttributeError, subprocess.SubprocessError) as error:
+            _LOG.info("C loops unavailable from %s: %s", directory, error)
             continue
-        for kernel in _KERNELS:
-            for suffix in _SUFFIX.values():
-                function = getattr(lib, f"{kernel}_{suffix}")
-                function.argtypes = _ARGTYPES
-                function.restype = ctypes.c_int
         return lib
     return None
 
