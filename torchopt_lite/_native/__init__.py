@@ -83,14 +83,8 @@ def _build_and_load() -> ctypes.CDLL | None:
     if shutil.which(compiler) is None:
         _LOG.info("no C compiler %r: the C loops are replaced by multi-tensor ops", compiler)
         return None
-    source = _SOURCE.read_bytes()
-    key = hashlib.sha256(
-        b"\0".join(
-            [source, compiler.encode(), " ".join(_FLAGS).encode(), platform.machine().encode()]
-        )
-    ).hexdigest()[:16]
     for directory in _cache_dirs():
-        target = directory / f"kernels-{key}.so"
+        target = directory / _library_name(compiler)
         try:
             if not target.exists():
                 _compile(compiler, directory, target)
@@ -105,6 +99,13 @@ def _build_and_load() -> ctypes.CDLL | None:
             continue
         return lib
     return None
+
+
+def _library_name(compiler: str) -> str:
+    """A file name that changes with the source, the compiler, the flags and the machine."""
+    parts = [_SOURCE.read_bytes(), compiler.encode(), " ".join(_FLAGS).encode()]
+    key = hashlib.sha256(b"\0".join([*parts, platform.machine().encode()])).hexdigest()[:16]
+    return f"kernels-{key}.so"
 
 
 def _compile(compiler: str, directory: Path, target: Path) -> None:
