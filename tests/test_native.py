@@ -276,8 +276,14 @@ def test_adam_backward_with_absent_and_strided_output_gradients() -> None:
     cfg = AdamConfig(n, 0.9, 0.999, 1e-8, 0.0)
     count, lr = torch.tensor(2), 0.01
     a, c = -lr / (1 - 0.9**2), 1 / (1 - 0.999**2)
-    for absent in ([], [0], [n + 1], [2 * n + 2], list(range(3 * n))):
-        grads = [None if i in absent else x for i, x in enumerate(bars)]
+    strided = list(bars)
+    strided[0] = torch.randn(2 * size, generator=gen, dtype=torch.float64)[::2]
+    strided[n] = torch.ones((), dtype=torch.float64).expand(size)  # the gradient of a sum
+    cases = [
+        [None if i in absent else x for i, x in enumerate(bars)]
+        for absent in ([], [0], [n + 1], [2 * n + 2], list(range(3 * n)))
+    ]
+    for grads in [*cases, strided]:
         got = _native.adam_backward(
             grads[:n], grads[n : 2 * n], grads[2 * n :], g, mu_new, nu_new,
             b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, a=a, c=c,
@@ -286,17 +292,6 @@ def test_adam_backward_with_absent_and_strided_output_gradients() -> None:
         want = _backward_in_place(cfg, count, lr, g, mu_new, nu_new, tuple(grads))
         for x, y in zip([*got[0], *got[1], *got[2]], want, strict=True):
             torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
-    strided = list(bars)
-    strided[0] = torch.randn(2 * size, generator=gen, dtype=torch.float64)[::2]
-    strided[n] = torch.ones((), dtype=torch.float64).expand(size)  # the gradient of a sum
-    got = _native.adam_backward(
-        strided[:n], strided[n : 2 * n], strided[2 * n :], g, mu_new, nu_new,
-        b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, a=a, c=c,
-    )  # fmt: skip
-    assert got is not None
-    want = _backward_in_place(cfg, count, lr, g, mu_new, nu_new, tuple(strided))
-    for x, y in zip([*got[0], *got[1], *got[2]], want, strict=True):
-        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.skipif(not HAS_COMPILER, reason="no C compiler here")
