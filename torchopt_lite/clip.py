@@ -8,19 +8,16 @@ import torch
 from torch import Tensor
 
 from torchopt_lite._checks import check_nonnegative
-from torchopt_lite.base import EmptyState, Leafwise, LeafwiseTransformation
-from torchopt_lite.transform._ops import ops_for
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import EmptyState, LeafwiseTransformation
 
 __all__ = ["clip_grad_norm"]
 
 
-def global_norm(leaves: list[Tensor], norm_type: float) -> Tensor:
+def global_norm(ops: Ops, leaves: list[Tensor], norm_type: float) -> Tensor:
     """The norm of the vector of all leaves (``torch.nn.utils.clip_grad_norm_``'s definition)."""
-    if torch._C._functorch.is_functorch_wrapped_tensor(leaves[0]):  # no batching rule for foreach
-        norms = [torch.linalg.vector_norm(x, norm_type) for x in leaves]
-    else:
-        norms = list(torch._foreach_norm(leaves, norm_type))
-    return torch.linalg.vector_norm(torch.stack(norms), norm_type)
+    return torch.linalg.vector_norm(torch.stack(ops.norms(leaves, norm_type)), norm_type)
 
 
 def clip_grad_norm(
@@ -51,8 +48,8 @@ def clip_grad_norm(
     """
     check_nonnegative("clip_grad_norm", "max_norm", max_norm)
 
-    def update(g: list[Tensor], state: Any, params: Any, inplace: bool) -> tuple[Any, Any]:
-        total = global_norm(g, norm_type)
+    def update(g: list[Tensor], state: Any, params: Any, ops: Ops) -> tuple[Any, Any]:
+        total = global_norm(ops, g, norm_type)
         if error_if_nonfinite and not bool(torch.isfinite(total)):
             raise RuntimeError(
                 f"clip_grad_norm: the total norm of order {norm_type} of the updates is "
@@ -60,6 +57,6 @@ def clip_grad_norm(
                 "check."
             )
         coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-        return ops_for(inplace).mul(g, coef), state
+        return ops.mul(g, coef), state
 
     return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update))

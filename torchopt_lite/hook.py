@@ -7,7 +7,9 @@ from typing import Any
 
 from torch import Tensor
 
-from torchopt_lite.base import EmptyState, Leafwise, LeafwiseTransformation
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import EmptyState, LeafwiseTransformation
 
 __all__ = ["register_hook", "zero_nan_hook", "nan_to_num_hook"]
 
@@ -43,7 +45,7 @@ def register_hook(hook: Callable[[Tensor], Tensor | None]) -> LeafwiseTransforma
         >>> t = register_hook(zero_nan_hook)
     """
 
-    def update(g: list[Tensor], state: Any, params: Any, inplace: bool) -> tuple[Any, Any]:
+    def update(g: list[Tensor], state: Any, params: Any, ops: Ops) -> tuple[Any, Any]:
         for x in g:  # Tensor.register_hook has no multi-tensor form
             if x.requires_grad:
                 x.register_hook(hook)

@@ -15,7 +15,10 @@ from torchopt_lite.base import (
     ChainedGradientTransformation,
     EmptyState,
     GradientTransformation,
+    OptState,
+    Params,
     UninitializedState,
+    Updates,
 )
 
 __all__ = [
@@ -80,9 +83,6 @@ OptionalTensorTree: TypeAlias = Any
 TensorContainer: TypeAlias = dict[str, OptionalTensor]
 ModuleTensorContainers: TypeAlias = tuple[TensorContainer, ...]
 
-Params: TypeAlias = Any  # a TensorTree of parameters
-Updates: TypeAlias = Any  # a TensorTree shaped like Params: gradients or updates
-OptState: TypeAlias = Any  # a TensorTree of NamedTuples holding optimizer state
 
 LinearSolver: TypeAlias = Callable[[Callable[[Any], Any], Any], Any]
 SampleFunc: TypeAlias = Callable[[Size], Tensor | Sequence[Numeric]]

@@ -7,9 +7,9 @@ from typing import Any
 import optree
 import torch
 
-from torchopt_lite._leaves import PLAIN_TENSOR_TYPES, flatten
-from torchopt_lite.transform._ops import per_leaf
-from torchopt_lite.typing import Params, Updates
+from torchopt_lite._dispatch import choose_ops
+from torchopt_lite._dispatch._boundary import PLAIN_TENSOR_TYPES, check_writable, flatten
+from torchopt_lite.base import Params, Updates
 
 __all__ = ["apply_updates"]
 
@@ -20,11 +20,16 @@ def apply_updates(params: Params, updates: Updates, *, inplace: bool = True) -> 
     Args:
         params: a tree of tensors.
         updates: a tree of the same structure; a ``None`` update leaves its parameter as is.
-        inplace: add into ``params`` (one ``torch._foreach_add_`` under ``no_grad``) if
-            ``True``; return new tensors (differentiable) if ``False``.
+        inplace: add into ``params`` (under ``no_grad``) if ``True``; return new tensors
+            (differentiable) if ``False``.
 
     Returns:
         The updated tree (the same tensors as ``params`` when ``inplace=True``).
+
+    Raises:
+        ValueError: the trees differ, or (in place) a parameter has elements that share memory
+            (an ``expand()``-ed tensor); nothing is written.
+        TypeError: a leaf paired with an update is not a tensor.
 
     Example:
         >>> p = {"w": torch.zeros(2)}
@@ -39,14 +44,18 @@ def apply_updates(params: Params, updates: Updates, *, inplace: bool = True) -> 
             f"params: {p_spec}, updates: {u_spec}."
         )
     ps, us = _present_pairs(p_leaves, u_leaves)
-    if inplace:
-        if ps:
-            with torch.no_grad():
-                torch._foreach_add_(ps, us)
+    if not ps:
         return params
-    if ps and len(ps) == len(p_leaves) and not per_leaf(p_leaves, u_leaves):
-        return optree.tree_unflatten(p_spec, list(torch._foreach_add(p_leaves, u_leaves)))
-    out = [p if u is None else p + u for p, u in zip(p_leaves, u_leaves, strict=True)]
+    ops = choose_ops(us, inplace)
+    if inplace:
+        check_writable(ps, "params", "apply_updates")
+        with torch.no_grad():
+            ops.add(ps, us)
+        return params
+    if len(ps) == len(p_leaves):
+        return optree.tree_unflatten(p_spec, ops.add(ps, us))
+    new = iter(ops.add(ps, us))
+    out = [p if u is None else next(new) for p, u in zip(p_leaves, u_leaves, strict=True)]
     return optree.tree_unflatten(p_spec, out)
 
 

@@ -10,12 +10,15 @@ import optree
 import torch
 from torch import Tensor, nn
 
+from torchopt_lite._modules import extract_module_containers
+from torchopt_lite.base import register_state_type
 from torchopt_lite.typing import Device, ModuleTensorContainers, OptState, TensorContainer
 
 if TYPE_CHECKING:
     from torchopt_lite.optim.meta.base import MetaOptimizer
 
 
+@register_state_type
 class ModuleState(NamedTuple):
     """Parameters and buffers of a module, one dict per submodule (see :func:`extract_state_dict`).
 
@@ -80,38 +83,6 @@ def _meta_optimizer() -> type[MetaOptimizer]:
     from torchopt_lite.optim.meta.base import MetaOptimizer  # imports this module
 
     return MetaOptimizer
-
-
-def extract_module_containers(
-    module: nn.Module, with_buffers: bool = True
-) -> tuple[ModuleTensorContainers, ModuleTensorContainers]:
-    """The parameter and buffer dicts of every submodule (references, not copies).
-
-    Submodules are visited once each, in ``module.modules()`` order; empty dicts are skipped.
-
-    Args:
-        module: the module.
-        with_buffers: also collect the buffer dicts (else the second tuple is empty).
-
-    Returns:
-        ``(param_containers, buffer_containers)``: tuples of the modules' own ``_parameters`` and
-        ``_buffers`` dicts, so writing into them changes the module.
-
-    Example:
-        >>> params, buffers = extract_module_containers(torch.nn.Linear(2, 1))
-        >>> [sorted(c) for c in params], buffers
-        ([['bias', 'weight']], ())
-    """
-    if not isinstance(module, nn.Module):
-        raise _unexpected("extract_module_containers", module, "an nn.Module")
-    params: list[TensorContainer] = []
-    buffers: list[TensorContainer] = []
-    for submodule in module.modules():  # modules() already skips repeated submodules
-        if submodule._parameters:
-            params.append(submodule._parameters)  # type: ignore[arg-type]  # Parameter <: Tensor
-        if with_buffers and submodule._buffers:
-            buffers.append(submodule._buffers)
-    return tuple(params), tuple(buffers)
 
 
 @overload

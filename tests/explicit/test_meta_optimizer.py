@@ -11,6 +11,8 @@ import torch
 from torch import Tensor, nn
 
 import torchopt_lite
+from torchopt_lite import _dispatch
+from torchopt_lite.base import GradientTransformation
 from torchopt_lite.optim import meta
 from torchopt_lite.optim.meta import MetaOptimizer, MetaSGD
 
@@ -123,7 +125,7 @@ def test_per_tensor_apply_path_matches_reference(
     case: Case, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Groups above the size threshold add updates tensor by tensor instead of with one foreach.
-    monkeypatch.setattr("torchopt_lite.optim.meta.base._FOREACH_MAX_NUMEL", 0)
+    monkeypatch.setattr("torchopt_lite._dispatch._FOREACH_MAX_NUMEL", 0)
     test_meta_gradient_matches_hand_unrolled_reference(case)
     net = make_net()
     opt = case.meta_cls(net, **case.kwargs)
@@ -143,7 +145,9 @@ def test_per_tensor_apply_path_matches_reference(
 )
 def test_plain_sgd_declares_its_linear_scale(kwargs: dict, scale: float | None) -> None:
     """Only u = scale * g with a constant state may have its scale folded into the backward."""
-    assert torchopt_lite.sgd(**kwargs).linear_scale == scale
+    plan = torchopt_lite.sgd(**kwargs).leafwise()
+    assert plan is not None
+    assert _dispatch.linear_scale(plan) == scale
 
 
 def test_seeded_backward_equals_the_update_path() -> None:
@@ -151,9 +155,8 @@ def test_seeded_backward_equals_the_update_path() -> None:
     a, b = make_net(), make_net()
     params_a, params_b = list(a.parameters()), list(b.parameters())
     plain = torchopt_lite.sgd(lr=0.1)
-    assert plain.linear_scale is not None
-    unscaled = torchopt_lite.base.ChainedGradientTransformation(*plain.transformations)  # no scale
-    assert unscaled.linear_scale is None
+    unscaled = GradientTransformation(plain.init, plain.update)  # opaque: no scale to fold
+    assert unscaled.leafwise() is None
     meta_unroll(a, MetaOptimizer(a, plain), 4)
     meta_unroll(b, MetaOptimizer(b, unscaled), 4)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from torchopt_lite._checks import check_betas, check_nonnegative
-from torchopt_lite.alias._fused import fused_adam_apply, fused_adam_step
 from torchopt_lite.alias.utils import flip_sign_and_add_weight_decay, scale_by_neg_lr
 from torchopt_lite.base import ChainedGradientTransformation
 from torchopt_lite.transform.scale_by_adam import scale_by_adam
@@ -58,13 +57,13 @@ def adam(
         Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
 
     Note:
-        The whole chain is fused when the leaves share one floating dtype and device: an
-        in-place step on CPU (float learning rate, ``eps_root=0``) is one multi-tensor kernel
-        pass that allocates no temporaries, and an out-of-place step (float or tensor learning
-        rate) is one autograd node with a closed-form backward that is itself differentiable.
-        Other cases (a schedule, mixed dtypes, inside ``torch.func`` transforms) run the
-        transforms one by one. All paths give the same result, so ``use_accelerated_op``
-        changes nothing.
+        The dispatch runs the whole chain as one step where it can: in place (a float learning
+        rate, ``eps_root=0``, contiguous float32/float64 leaves on a device torch has the kernel
+        for) it is torch's fused Adam kernel; out of place (a float or tensor learning rate) one
+        autograd node with a closed-form backward that is itself differentiable. Other inputs
+        (strided or expanded leaves, float16/bfloat16, complex, a schedule, ``torch.func`` and
+        ``torch.compile``) run the transforms with multi-tensor or per-leaf ops. Every path
+        computes the same formula, so ``use_accelerated_op`` changes nothing.
     """
     b1, b2 = check_betas("adam", betas)
     check_nonnegative("adam", "lr", lr, what="learning rate")
@@ -76,9 +75,4 @@ def adam(
         scale_by_adam(b1, b2, eps, eps_root, moment_requires_grad=moment_requires_grad),
         scale_by_neg_lr(lr),
     )
-    fused = fused_adam_step(parts, lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
-    fused_apply = fused_adam_apply(
-        lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-        maximize=maximize, decoupled=False,
-    )  # fmt: skip
-    return ChainedGradientTransformation(*parts, fused=fused, fused_apply=fused_apply)
+    return ChainedGradientTransformation(*parts)

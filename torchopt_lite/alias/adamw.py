@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from torchopt_lite._checks import check_betas, check_nonnegative
-from torchopt_lite.alias._fused import fused_adam_apply, fused_adam_step
 from torchopt_lite.alias.utils import flip_sign_and_add_weight_decay, scale_by_neg_lr
 from torchopt_lite.base import ChainedGradientTransformation
 from torchopt_lite.transform.add_decayed_weights import Mask, add_decayed_weights
@@ -60,14 +59,4 @@ def adamw(
         add_decayed_weights(weight_decay, mask),
         scale_by_neg_lr(lr),
     )
-    if mask is not None:  # a masked decay is a tree-level transformation: no fused kernel
-        return ChainedGradientTransformation(*parts)
-    fused = fused_adam_step(
-        parts, lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
-        decoupled_weight_decay=weight_decay,
-    )  # fmt: skip
-    fused_apply = fused_adam_apply(
-        lr=lr, b1=b1, b2=b2, eps=eps, eps_root=eps_root, weight_decay=weight_decay,
-        maximize=maximize, decoupled=True,
-    )  # fmt: skip
-    return ChainedGradientTransformation(*parts, fused=fused, fused_apply=fused_apply)
+    return ChainedGradientTransformation(*parts)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from torchopt_lite._checks import check_nonnegative
-from torchopt_lite.alias._fused import fused_sgd_apply, fused_sgd_step
 from torchopt_lite.alias.utils import flip_sign_and_add_weight_decay, scale_by_neg_lr
 from torchopt_lite.base import ChainedGradientTransformation
 from torchopt_lite.transform.trace import trace
@@ -51,14 +50,4 @@ def sgd(
         trace(momentum, dampening, nesterov, moment_requires_grad=moment_requires_grad),
         scale_by_neg_lr(lr),
     )
-    fused_apply = fused_sgd_apply(
-        parts, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-        nesterov=nesterov, maximize=maximize,
-    )  # fmt: skip
-    fused = fused_sgd_step(parts, lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov)
-    scale = None  # u = scale * g with a constant state: declared for meta-optimizers
-    if momentum == 0 and weight_decay == 0 and isinstance(lr, int | float):
-        scale = float(lr) if maximize else -float(lr)
-    return ChainedGradientTransformation(
-        *parts, fused=fused, fused_apply=fused_apply, linear_scale=scale
-    )
+    return ChainedGradientTransformation(*parts)

@@ -6,11 +6,12 @@ from typing import Any
 
 from torch import Tensor
 
+from torchopt_lite import _kinds
 from torchopt_lite._checks import check_nonnegative
-from torchopt_lite._leaves import PARAMS_REQUIRED
-from torchopt_lite.base import EmptyState, GradientTransformation, Leafwise, LeafwiseTransformation
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import EmptyState, GradientTransformation, LeafwiseTransformation
 from torchopt_lite.base import identity as identity
-from torchopt_lite.transform._ops import ops_for
 from torchopt_lite.transform.scale import scale, scale_by_schedule
 from torchopt_lite.typing import ScalarOrSchedule
 
@@ -34,18 +35,18 @@ def flip_sign_and_add_weight_decay(
     if weight_decay == 0.0 and not maximize:
         return identity()
 
-    def update(g: list[Tensor], state: Any, params: Any, inplace: bool) -> tuple[Any, Any]:
-        ops = ops_for(inplace)
+    def update(g: list[Tensor], state: Any, params: Any, ops: Ops) -> tuple[Any, Any]:
         if maximize:
             g = ops.neg(g)
         if weight_decay != 0.0:
-            if params is None:
-                raise ValueError(PARAMS_REQUIRED.format(caller="flip_sign_and_add_weight_decay"))
             g = ops.add(g, params, alpha=weight_decay)
         return g, state
 
     reads_params = "flip_sign_and_add_weight_decay" if weight_decay != 0.0 else ""
-    return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update, reads_params))
+    kind = _kinds.Flip(float(weight_decay), bool(maximize))
+    return LeafwiseTransformation(
+        Leafwise(lambda leaves: EmptyState(), update, kind=kind, needs_params=reads_params)
+    )
 
 
 def scale_by_neg_lr(lr: ScalarOrSchedule) -> GradientTransformation:

@@ -48,9 +48,24 @@ def per_param_entries(state: Any, n: int) -> list[dict[str, Tensor]]:
 
 
 def rebuild(template: Any, n: int, entries: list[dict[str, Any]]) -> Any:
-    """A state shaped like ``template`` whose tensors come from per-parameter ``entries``."""
+    """A state shaped like ``template`` whose tensors are copies of per-parameter ``entries``.
+
+    Each loaded tensor must have the shape of the template's tensor; it is copied in the
+    template's dtype and device.
+    """
     items = list(_walk(template, n))
     keys = dict(zip((path for path, _ in items), _keys([p for p, _ in items]), strict=True))
+
+    def load(key: str, i: int, like: Tensor) -> Tensor:
+        value = entries[i][key]
+        if not isinstance(value, Tensor) or value.shape != like.shape:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(
+                f"load_state_dict: state entry {key!r} of parameter {i} is {got} where this "
+                f"optimizer holds {tuple(like.shape)}; the state_dict comes from other "
+                "parameters or another optimizer."
+            )
+        return value.to(dtype=like.dtype, device=like.device, copy=True)
 
     def build(node: Any, path: tuple[str, ...]) -> Any:
         if path in keys:
@@ -62,8 +77,8 @@ def rebuild(template: Any, n: int, entries: list[dict[str, Any]]) -> Any:
                     "the state_dict comes from a different optimizer configuration."
                 )
             if isinstance(node, Tensor):
-                return entries[0][key]
-            return tuple(e[key] for e in entries)
+                return load(key, 0, node)
+            return tuple(load(key, i, x) for i, x in enumerate(node))
         if isinstance(node, tuple) and hasattr(node, "_fields"):
             return type(node)(
                 *(build(v, (*path, f)) for f, v in zip(node._fields, node, strict=True))

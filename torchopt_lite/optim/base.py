@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchopt_lite._leaves import check_state
-from torchopt_lite.base import ChainedGradientTransformation, GradientTransformation
+from torchopt_lite import _dispatch
+from torchopt_lite._dispatch._boundary import check_leaves
+from torchopt_lite.base import GradientTransformation
 from torchopt_lite.optim._state_view import per_param_entries, rebuild
-from torchopt_lite.transform._ops import clones
+from torchopt_lite.update import apply_updates
 
 __all__ = ["Optimizer"]
 
@@ -99,8 +100,18 @@ class Optimizer(torch.optim.Optimizer):
                 raise
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a ``state_dict()`` of an optimizer with the same groups and configuration."""
-        saved_keys = set().union(*(g.keys() for g in state_dict.get("param_groups", [{}])))
+        """Load a ``state_dict()`` of an optimizer with the same groups and configuration.
+
+        Every state tensor is checked against this optimizer's own state (same entries and
+        shapes) and copied in its dtype and device: the step count stays an integer even when
+        the parameters are float16 (``torch.optim`` would cast it to the parameters' dtype).
+
+        Raises:
+            ValueError: the groups, the hyperparameter names, the state entries or their shapes
+                differ from this optimizer's; nothing is changed.
+        """
+        saved_groups = state_dict.get("param_groups", [{}])
+        saved_keys = set().union(*(g.keys() for g in saved_groups))
         missing = [k for k in self._hyperparameters if k not in saved_keys]
         if self._factory is not None and missing:
             raise ValueError(
@@ -108,18 +119,21 @@ class Optimizer(torch.optim.Optimizer):
                 "comes from a different optimizer configuration."
             )
         before = [dict(g) for g in self.param_groups]
-        super().load_state_dict(state_dict)
-        loaded = self.__dict__.pop("state", {})
+        super().load_state_dict(state_dict)  # checks the groups, loads the hyperparameters
+        self.__dict__.pop("state", None)  # torch's cast copies; the originals are read below
+        saved = state_dict.get("state", {})
+        ids = [i for g in saved_groups for i in g.get("params", [])]
+        params = [p for g in self.param_groups for p in g["params"]]
+        raw = {p: saved[i] for i, p in zip(ids, params, strict=False) if i in saved}
         states: list[Any] = []
         try:
             for index, group in enumerate(self.param_groups):
-                params = group["params"]
-                if not any(p in loaded for p in params):
+                ps = group["params"]
+                if not any(p in raw for p in ps):
                     states.append(None)
                     continue
-                template = self._init_state(self._impl_for(index, group), params)
-                entries = [loaded.get(p, {}) for p in params]
-                states.append(rebuild(template, len(params), entries))
+                template = self._init_state(self._impl_for(index, group), ps)
+                states.append(rebuild(template, len(ps), [raw.get(p, {}) for p in ps]))
         except Exception:
             for group, old in zip(self.param_groups, before, strict=True):
                 group.clear()
@@ -141,10 +155,9 @@ class Optimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _init_state(impl: GradientTransformation, params: list[Tensor]) -> Any:
-        leafwise = impl.leafwise()
-        if leafwise is not None:
-            return leafwise.init(params)
-        return impl.init(list(params))
+        plan = impl.leafwise()
+        with torch.no_grad():
+            return plan.init(params) if plan is not None else impl.init(list(params))
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -162,33 +175,19 @@ class Optimizer(torch.optim.Optimizer):
         grads = [p.grad for p in params]
         if all(g is None for g in grads):
             return
-        for g in grads:
-            if g is not None and g.is_sparse:
-                raise TypeError("Optimizer: sparse gradients are not supported.")
         impl = self._impl_for(index, group)
         state = self._group_states[index]
         if state is None:
             state = self._init_state(impl, params)
-        check_state(state)
-        complete = all(g is not None for g in grads)
-        fused_apply = impl.fused_apply if isinstance(impl, ChainedGradientTransformation) else None
-        if complete and fused_apply is not None:
-            result = fused_apply(params, grads, state, True)  # type: ignore[arg-type]
-            if result is not None:
-                self._group_states[index] = result[1]
-                return
-        leafwise = impl.leafwise()
-        if complete and leafwise is not None:
-            # Copies: in-place updates must not overwrite the user's .grad tensors.
-            updates = clones(grads)  # type: ignore[arg-type]
-            updates, new_state = leafwise.update(updates, state, list(params), True)
-            torch._foreach_add_(params, updates)
-        else:
+        plan = impl.leafwise()
+        if plan is not None:
+            _, state = _dispatch.apply(plan, params, grads, state, inplace=True, caller="Optimizer")
+        else:  # a tree-level transformation: it may overwrite what it is given
+            check_leaves(grads, "gradients", "Optimizer")
             copies = [None if g is None else g.clone() for g in grads]
-            updates, new_state = impl.update(copies, state, params=list(params), inplace=True)
-            present = [(p, u) for p, u in zip(params, updates, strict=True) if u is not None]
-            torch._foreach_add_([p for p, _ in present], [u for _, u in present])
-        self._group_states[index] = new_state
+            updates, state = impl.update(copies, state, params=list(params), inplace=True)
+            apply_updates(list(params), updates, inplace=True)
+        self._group_states[index] = state
 
 
 def _freeze(value: Any) -> Any:

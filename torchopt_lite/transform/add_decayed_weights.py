@@ -7,24 +7,28 @@ from typing import Any, NamedTuple
 import optree
 from torch import Tensor
 
+from torchopt_lite import _kinds
 from torchopt_lite._checks import check_nonnegative
-from torchopt_lite._leaves import PARAMS_REQUIRED, flatten_tensors
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._dispatch._boundary import PARAMS_REQUIRED, flatten_tensors
+from torchopt_lite._ops import Ops
 from torchopt_lite.base import (
     EmptyState,
     GradientTransformation,
-    Leafwise,
     LeafwiseTransformation,
     identity,
+    register_state_type,
 )
-from torchopt_lite.transform._ops import ops_for
 
 Mask = Any  # a tree of bools shaped like params, or a callable params -> such a tree
 
 
+@register_state_type
 class MaskedNode(NamedTuple):
     """Stands in the inner state for a leaf the mask excludes."""
 
 
+@register_state_type
 class MaskedState(NamedTuple):
     """State of :func:`masked`: the inner transformation's state over the selected leaves."""
 
@@ -36,13 +40,12 @@ def _params_required(caller: str) -> ValueError:
 
 
 def _decay(weight_decay: float) -> LeafwiseTransformation:
-    def update(g: list[Tensor], state: Any, params: Any, inplace: bool) -> tuple[Any, Any]:
-        if params is None:
-            raise _params_required("add_decayed_weights")
-        return ops_for(inplace).add(g, params, alpha=weight_decay), state
+    def update(g: list[Tensor], state: Any, params: Any, ops: Ops) -> tuple[Any, Any]:
+        return ops.add(g, params, alpha=weight_decay), state
 
+    kind = _kinds.AddDecayedWeights(float(weight_decay))
     return LeafwiseTransformation(
-        Leafwise(lambda leaves: EmptyState(), update, "add_decayed_weights")
+        Leafwise(lambda leaves: EmptyState(), update, kind=kind, needs_params="add_decayed_weights")
     )
 
 

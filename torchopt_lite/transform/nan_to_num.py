@@ -6,7 +6,9 @@ from typing import Any
 
 from torch import Tensor
 
-from torchopt_lite.base import EmptyState, Leafwise, LeafwiseTransformation
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import EmptyState, LeafwiseTransformation
 
 
 def nan_to_num(
@@ -21,10 +23,7 @@ def nan_to_num(
         tensor([0., 1.])
     """
 
-    def update(g: list[Tensor], state: Any, params: Any, inplace: bool) -> tuple[Any, Any]:
-        # No multi-tensor nan_to_num exists; one call per leaf.
-        if inplace:
-            return [x.nan_to_num_(nan, posinf, neginf) for x in g], state
-        return [x.nan_to_num(nan, posinf, neginf) for x in g], state
+    def update(g: list[Tensor], state: Any, params: Any, ops: Ops) -> tuple[Any, Any]:
+        return ops.nan_to_num(g, nan, posinf, neginf), state
 
     return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update))

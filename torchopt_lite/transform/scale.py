@@ -7,11 +7,15 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
-from torchopt_lite.base import EmptyState, Leafwise, LeafwiseTransformation
-from torchopt_lite.transform._moments import next_count, zero_count
-from torchopt_lite.transform._ops import ops_for
+from torchopt_lite import _kinds
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._moments import next_count, zero_count
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import EmptyState, LeafwiseTransformation, register_state_type
 
 
+@register_state_type
 class ScaleByScheduleState(NamedTuple):
     """State of :func:`scale_by_schedule`: the step count ``t``."""
 
@@ -30,10 +34,11 @@ def scale(step_size: float | Tensor) -> LeafwiseTransformation:
         tensor([0.5000, 0.5000])
     """
 
-    def update(g: list[Tensor], state: Any, params: Any, inplace: bool) -> tuple[Any, Any]:
-        return ops_for(inplace).mul(g, step_size), state
+    def update(g: list[Tensor], state: Any, params: Any, ops: Ops) -> tuple[Any, Any]:
+        return ops.mul(g, step_size), state
 
-    return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update))
+    kind = _kinds.Scale(float(step_size) if isinstance(step_size, int | float) else step_size)
+    return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update, kind=kind))
 
 
 def scale_by_schedule(step_size_fn: Callable[[Tensor], Any]) -> LeafwiseTransformation:
@@ -47,10 +52,11 @@ def scale_by_schedule(step_size_fn: Callable[[Tensor], Any]) -> LeafwiseTransfor
         return ScaleByScheduleState(count=zero_count(leaves))
 
     def update(
-        g: list[Tensor], state: ScaleByScheduleState, params: Any, inplace: bool
+        g: list[Tensor], state: ScaleByScheduleState, params: Any, ops: Ops
     ) -> tuple[Any, ScaleByScheduleState]:
         step_size = step_size_fn(state.count)
-        updates = ops_for(inplace).mul(g, step_size)
-        return updates, ScaleByScheduleState(count=next_count(state.count, inplace))
+        updates = ops.mul(g, step_size)
+        return updates, ScaleByScheduleState(count=next_count(state.count, ops.inplace))
 
-    return LeafwiseTransformation(Leafwise(init, update))
+    check = state_check("scale_by_schedule", ScaleByScheduleState)
+    return LeafwiseTransformation(Leafwise(init, update, check=check))

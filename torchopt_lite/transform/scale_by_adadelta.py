@@ -7,12 +7,14 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from torchopt_lite._checks import check_in_range, check_nonnegative
-from torchopt_lite._leaves import check_leaf_state, zeros_like_leaves
-from torchopt_lite.base import Leafwise, LeafwiseTransformation
-from torchopt_lite.transform._moments import ema_sq
-from torchopt_lite.transform._ops import PURE, ops_for
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._moments import ema_sq, zeros_like_leaves
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import LeafwiseTransformation, register_state_type
 
 
+@register_state_type
 class ScaleByAdadeltaState(NamedTuple):
     """State of :func:`scale_by_adadelta`: running means of squared gradients and updates."""
 
@@ -40,14 +42,13 @@ def scale_by_adadelta(
         )
 
     def update(
-        g: list[Tensor], state: ScaleByAdadeltaState, params: Any, inplace: bool
+        g: list[Tensor], state: ScaleByAdadeltaState, params: Any, ops: Ops
     ) -> tuple[list[Tensor], ScaleByAdadeltaState]:
-        check_leaf_state("scale_by_adadelta", "mu", g, state)
-        ops = ops_for(inplace)
         mu = ema_sq(ops, list(state.mu), g, rho)
-        ratio = ops.div(PURE.add_scalar(list(state.nu), eps), PURE.add_scalar(mu, eps))
+        ratio = ops.div(ops.fresh.add_scalar(list(state.nu), eps), ops.fresh.add_scalar(mu, eps))
         u = ops.mul(g, ops.sqrt(ratio))
         nu = ema_sq(ops, list(state.nu), u, rho)
         return u, ScaleByAdadeltaState(mu=tuple(mu), nu=tuple(nu))
 
-    return LeafwiseTransformation(Leafwise(init, update))
+    check = state_check("scale_by_adadelta", ScaleByAdadeltaState, "mu", "nu")
+    return LeafwiseTransformation(Leafwise(init, update, check=check))

@@ -6,20 +6,16 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
+from torchopt_lite import _kinds
 from torchopt_lite._checks import check_in_range, check_nonnegative
-from torchopt_lite._leaves import check_leaf_state
-from torchopt_lite.base import Leafwise, LeafwiseTransformation
-from torchopt_lite.transform._moments import (
-    bias_correction,
-    ema,
-    ema_sq,
-    next_count,
-    rsqrt_denominator,
-    zero_moments,
-)
-from torchopt_lite.transform._ops import ops_for
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._moments import adam_direction, adam_moments, next_count, zero_moments
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import LeafwiseTransformation, register_state_type
 
 
+@register_state_type
 class ScaleByAdamState(NamedTuple):
     """State of :func:`scale_by_adam`.
 
@@ -55,36 +51,16 @@ def scale_by_adam(
         return ScaleByAdamState(*zero_moments(leaves, moment_requires_grad))
 
     def update(
-        g: list[Tensor], state: ScaleByAdamState, params: Any, inplace: bool
+        g: list[Tensor], state: ScaleByAdamState, params: Any, ops: Ops
     ) -> tuple[list[Tensor], ScaleByAdamState]:
-        check_leaf_state("scale_by_adam", "mu", g, state)
-        ops = ops_for(inplace)
-        mu = ema(ops, list(state.mu), g, b1)
-        nu = ema_sq(ops, list(state.nu), g, b2)
-        count = next_count(state.count, inplace)
+        mu, nu = adam_moments(ops, list(state.mu), list(state.nu), g, b1, b2)
+        count = next_count(state.count, ops.inplace)
         u = adam_direction(ops, g, mu, nu, count, b1, b2, eps, eps_root)
         return u, ScaleByAdamState(mu=tuple(mu), nu=tuple(nu), count=count)
 
-    return LeafwiseTransformation(Leafwise(init, update))
-
-
-def adam_direction(
-    ops: Any,
-    out: list[Tensor],
-    mu: list[Tensor],
-    nu: list[Tensor],
-    count: Tensor,
-    b1: float,
-    b2: float,
-    eps: float,
-    eps_root: float,
-) -> list[Tensor]:
-    r""":math:`\hat m / (\sqrt{\hat v + \bar\epsilon} + \epsilon)`, into ``out`` when in place."""
-    denom = rsqrt_denominator(
-        ops, nu, eps, scale=1.0 / bias_correction(b2, count), eps_root=eps_root
-    )
-    u = ops.div(ops.copy(out, mu), denom)
-    return ops.mul(u, 1.0 / bias_correction(b1, count))
+    kind = _kinds.ScaleByAdam(float(b1), float(b2), float(eps), float(eps_root))
+    check = state_check("scale_by_adam", ScaleByAdamState, "mu", "nu")
+    return LeafwiseTransformation(Leafwise(init, update, kind=kind, check=check))
 
 
 def scale_by_accelerated_adam(
@@ -97,8 +73,8 @@ def scale_by_accelerated_adam(
     """TorchOpt's name for the fused Adam rescaling; the same math as :func:`scale_by_adam`.
 
     Note:
-        TorchOpt routes this through a C++/CUDA extension. Here the fused multi-tensor kernel is
-        selected by the ``adam``/``adamw`` aliases for whole-chain in-place steps, so this
+        TorchOpt routes this through a C++/CUDA extension. Here the dispatch calls torch's own
+        fused Adam kernel for whole ``adam``/``adamw`` steps where it computes correctly, so this
         transform is :func:`scale_by_adam` itself.
     """
     return scale_by_adam(b1, b2, eps, eps_root, moment_requires_grad)

@@ -7,12 +7,14 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from torchopt_lite._checks import check_in_range, check_nonnegative
-from torchopt_lite._leaves import check_leaf_state
-from torchopt_lite.base import Leafwise, LeafwiseTransformation
-from torchopt_lite.transform._moments import bias_correction, ema, next_count, zero_moments
-from torchopt_lite.transform._ops import PURE, ops_for
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._moments import bias_correction, ema, next_count, zero_moments
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import LeafwiseTransformation, register_state_type
 
 
+@register_state_type
 class ScaleByAdamaxState(NamedTuple):
     """State of :func:`scale_by_adamax`: first moment ``mu``, infinity norm ``nu``, count."""
 
@@ -39,16 +41,15 @@ def scale_by_adamax(
         return ScaleByAdamaxState(*zero_moments(leaves, moment_requires_grad))
 
     def update(
-        g: list[Tensor], state: ScaleByAdamaxState, params: Any, inplace: bool
+        g: list[Tensor], state: ScaleByAdamaxState, params: Any, ops: Ops
     ) -> tuple[list[Tensor], ScaleByAdamaxState]:
-        check_leaf_state("scale_by_adamax", "mu", g, state)
-        ops = ops_for(inplace)
         mu = ema(ops, list(state.mu), g, b1)
-        bound = ops.add_scalar(PURE.abs(g), eps)
+        bound = ops.add_scalar(ops.fresh.abs(g), eps)
         nu = ops.maximum(ops.mul(list(state.nu), b2), bound)
-        count = next_count(state.count, inplace)
+        count = next_count(state.count, ops.inplace)
         u = ops.div(ops.copy(g, mu), nu)
         u = ops.mul(u, 1.0 / bias_correction(b1, count))
         return u, ScaleByAdamaxState(mu=tuple(mu), nu=tuple(nu), count=count)
 
-    return LeafwiseTransformation(Leafwise(init, update))
+    check = state_check("scale_by_adamax", ScaleByAdamaxState, "mu", "nu")
+    return LeafwiseTransformation(Leafwise(init, update, check=check))

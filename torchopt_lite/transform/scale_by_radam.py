@@ -8,9 +8,9 @@ import torch
 from torch import Tensor
 
 from torchopt_lite._checks import check_in_range, check_nonnegative
-from torchopt_lite._leaves import check_leaf_state
-from torchopt_lite.base import Leafwise, LeafwiseTransformation
-from torchopt_lite.transform._moments import (
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._moments import (
     bias_correction,
     ema,
     ema_sq,
@@ -18,9 +18,11 @@ from torchopt_lite.transform._moments import (
     rsqrt_denominator,
     zero_moments,
 )
-from torchopt_lite.transform._ops import PURE, ops_for
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import LeafwiseTransformation, register_state_type
 
 
+@register_state_type
 class ScaleByRAdamState(NamedTuple):
     """State of :func:`scale_by_radam`: moments ``mu``, ``nu`` and the count."""
 
@@ -64,16 +66,15 @@ def scale_by_radam(
         return ScaleByRAdamState(*zero_moments(leaves, moment_requires_grad))
 
     def update(
-        g: list[Tensor], state: ScaleByRAdamState, params: Any, inplace: bool
+        g: list[Tensor], state: ScaleByRAdamState, params: Any, ops: Ops
     ) -> tuple[list[Tensor], ScaleByRAdamState]:
-        check_leaf_state("scale_by_radam", "mu", g, state)
-        ops = ops_for(inplace)
         mu = ema(ops, list(state.mu), g, b1)
         nu = ema_sq(ops, list(state.nu), g, b2)
-        count = next_count(state.count, inplace)
+        count = next_count(state.count, ops.inplace)
         adaptive, plain = _rectification(b1, b2, count)
         u = ops.mul(ops.div(ops.copy(g, mu), rsqrt_denominator(ops, nu, eps)), adaptive)
-        u = ops.add(u, PURE.mul(mu, plain))
+        u = ops.add(u, ops.fresh.mul(mu, plain))
         return u, ScaleByRAdamState(mu=tuple(mu), nu=tuple(nu), count=count)
 
-    return LeafwiseTransformation(Leafwise(init, update))
+    check = state_check("scale_by_radam", ScaleByRAdamState, "mu", "nu")
+    return LeafwiseTransformation(Leafwise(init, update, check=check))

@@ -4,31 +4,35 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor
 
 from torchopt_lite._checks import check_in_range, check_nonnegative
-from torchopt_lite._leaves import check_leaf_state
-from torchopt_lite.base import Leafwise, LeafwiseTransformation
-from torchopt_lite.transform._moments import ema, ema_sq, rsqrt_denominator
-from torchopt_lite.transform._ops import PURE, ops_for
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._moments import (
+    ema,
+    ema_sq,
+    full_like_leaves,
+    rsqrt_denominator,
+    zeros_like_leaves,
+)
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import LeafwiseTransformation, register_state_type
 
 
+@register_state_type
 class ScaleByRmsState(NamedTuple):
     """State of :func:`scale_by_rms`: the running mean of squares ``nu``."""
 
     nu: tuple[Tensor, ...]
 
 
+@register_state_type
 class ScaleByRStdDevState(NamedTuple):
     """State of :func:`scale_by_stddev`: running means of updates ``mu`` and squares ``nu``."""
 
     mu: tuple[Tensor, ...]
     nu: tuple[Tensor, ...]
-
-
-def _full_like(leaves: Any, value: float) -> tuple[Tensor, ...]:
-    return tuple(torch.full_like(x, value) for x in leaves)
 
 
 def scale_by_rms(
@@ -43,17 +47,16 @@ def scale_by_rms(
     check_nonnegative("scale_by_rms", "eps", eps, what="epsilon")
 
     def init(leaves: Any) -> ScaleByRmsState:
-        return ScaleByRmsState(nu=_full_like(leaves, initial_scale))
+        return ScaleByRmsState(nu=full_like_leaves(leaves, initial_scale))
 
     def update(
-        g: list[Tensor], state: ScaleByRmsState, params: Any, inplace: bool
+        g: list[Tensor], state: ScaleByRmsState, params: Any, ops: Ops
     ) -> tuple[list[Tensor], ScaleByRmsState]:
-        check_leaf_state("scale_by_rms", "nu", g, state)
-        ops = ops_for(inplace)
         nu = ema_sq(ops, list(state.nu), g, alpha)
         return ops.div(g, rsqrt_denominator(ops, nu, eps)), ScaleByRmsState(nu=tuple(nu))
 
-    return LeafwiseTransformation(Leafwise(init, update))
+    check = state_check("scale_by_rms", ScaleByRmsState, "nu")
+    return LeafwiseTransformation(Leafwise(init, update, check=check))
 
 
 def scale_by_stddev(
@@ -70,18 +73,17 @@ def scale_by_stddev(
 
     def init(leaves: Any) -> ScaleByRStdDevState:
         return ScaleByRStdDevState(
-            mu=tuple(torch.zeros_like(x) for x in leaves), nu=_full_like(leaves, initial_scale)
+            mu=zeros_like_leaves(leaves), nu=full_like_leaves(leaves, initial_scale)
         )
 
     def update(
-        g: list[Tensor], state: ScaleByRStdDevState, params: Any, inplace: bool
+        g: list[Tensor], state: ScaleByRStdDevState, params: Any, ops: Ops
     ) -> tuple[list[Tensor], ScaleByRStdDevState]:
-        check_leaf_state("scale_by_stddev", "mu", g, state)
-        ops = ops_for(inplace)
         mu = ema(ops, list(state.mu), g, alpha)
         nu = ema_sq(ops, list(state.nu), g, alpha)
-        variance = PURE.addcmul(nu, mu, mu, -1.0)
+        variance = ops.fresh.addcmul(nu, mu, mu, -1.0)
         denom = ops.add_scalar(ops.sqrt(variance), eps)
         return ops.div(g, denom), ScaleByRStdDevState(mu=tuple(mu), nu=tuple(nu))
 
-    return LeafwiseTransformation(Leafwise(init, update))
+    check = state_check("scale_by_stddev", ScaleByRStdDevState, "mu", "nu")
+    return LeafwiseTransformation(Leafwise(init, update, check=check))

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor
 
 from torchopt_lite._checks import check_nonnegative
-from torchopt_lite._leaves import check_leaf_state
-from torchopt_lite.base import Leafwise, LeafwiseTransformation
-from torchopt_lite.transform._moments import rsqrt_denominator
-from torchopt_lite.transform._ops import ops_for
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._moments import full_like_leaves, rsqrt_denominator
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import LeafwiseTransformation, register_state_type
 
 
+@register_state_type
 class ScaleByRssState(NamedTuple):
     """State of :func:`scale_by_rss`: the running sum of squares."""
 
@@ -32,16 +33,13 @@ def scale_by_rss(
     check_nonnegative("scale_by_rss", "eps", eps, what="epsilon")
 
     def init(leaves: Any) -> ScaleByRssState:
-        return ScaleByRssState(
-            sum_of_squares=tuple(torch.full_like(x, initial_accumulator_value) for x in leaves)
-        )
+        return ScaleByRssState(sum_of_squares=full_like_leaves(leaves, initial_accumulator_value))
 
     def update(
-        g: list[Tensor], state: ScaleByRssState, params: Any, inplace: bool
+        g: list[Tensor], state: ScaleByRssState, params: Any, ops: Ops
     ) -> tuple[list[Tensor], ScaleByRssState]:
-        check_leaf_state("scale_by_rss", "sum_of_squares", g, state)
-        ops = ops_for(inplace)
         sos = ops.addcmul(list(state.sum_of_squares), g, g, 1.0)
         return ops.div(g, rsqrt_denominator(ops, sos, eps)), ScaleByRssState(tuple(sos))
 
-    return LeafwiseTransformation(Leafwise(init, update))
+    check = state_check("scale_by_rss", ScaleByRssState, "sum_of_squares")
+    return LeafwiseTransformation(Leafwise(init, update, check=check))

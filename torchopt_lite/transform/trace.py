@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor
 
+from torchopt_lite import _kinds
 from torchopt_lite._checks import check_nonnegative
-from torchopt_lite._leaves import check_leaf_state, zeros_like_leaves
-from torchopt_lite.base import GradientTransformation, Leafwise, LeafwiseTransformation, identity
-from torchopt_lite.transform._moments import next_count, zero_count
-from torchopt_lite.transform._ops import PURE, ops_for
+from torchopt_lite._dispatch import Leafwise
+from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._moments import coefficient_dtype, next_count, zero_count, zeros_like_leaves
+from torchopt_lite._ops import Ops
+from torchopt_lite.base import (
+    GradientTransformation,
+    LeafwiseTransformation,
+    identity,
+    register_state_type,
+)
 
 
+@register_state_type
 class TraceState(NamedTuple):
     """State of :func:`trace`: the momentum buffer and the step count."""
 
@@ -53,18 +60,18 @@ def trace(
         )
 
     def update(
-        g: list[Tensor], state: TraceState, params: Any, inplace: bool
+        g: list[Tensor], state: TraceState, params: Any, ops: Ops
     ) -> tuple[list[Tensor], TraceState]:
-        check_leaf_state("trace", "trace", g, state)
-        ops = ops_for(inplace)
         buf = ops.mul(list(state.trace), momentum)
         if dampening == 0:  # b_0 = 0 makes the first step b_1 = g_1 exactly
             buf = ops.add(buf, g)
         else:
-            first = state.count == 0  # b_1 = g_1 undamped, as torch.optim.SGD
-            weight = torch.where(first, 1.0, torch.tensor(1.0 - dampening, dtype=torch.float64))
-            buf = ops.add(buf, PURE.mul(g, weight))
+            # b_1 = g_1 undamped, as torch.optim.SGD: the weight is 1 at the first step
+            later = (state.count > 0).to(coefficient_dtype(state.count.device))
+            buf = ops.add(buf, ops.fresh.mul(g, 1.0 - dampening * later))
         u = ops.add(g, buf, alpha=momentum) if nesterov else ops.copy(g, buf)
-        return u, TraceState(trace=tuple(buf), count=next_count(state.count, inplace))
+        return u, TraceState(trace=tuple(buf), count=next_count(state.count, ops.inplace))
 
-    return LeafwiseTransformation(Leafwise(init, update))
+    kind = _kinds.Trace(float(momentum), float(dampening), bool(nesterov))
+    check = state_check("trace", TraceState, "trace")
+    return LeafwiseTransformation(Leafwise(init, update, kind=kind, check=check))

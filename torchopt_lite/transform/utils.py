@@ -8,8 +8,8 @@ from typing import Any
 import optree
 from torch import Tensor
 
-from torchopt_lite.transform._moments import ema, ema_sq
-from torchopt_lite.transform._ops import ops_for
+from torchopt_lite._moments import ema, ema_sq
+from torchopt_lite._ops import ops_for
 
 
 def tree_map_flat(

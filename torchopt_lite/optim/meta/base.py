@@ -9,14 +9,12 @@ import optree
 import torch
 from torch import Tensor, nn
 
-from torchopt_lite.base import (
-    ChainedGradientTransformation,
-    GradientTransformation,
-    UninitializedState,
-)
+from torchopt_lite import _dispatch
+from torchopt_lite._modules import extract_module_containers
+from torchopt_lite.base import GradientTransformation, UninitializedState
 from torchopt_lite.diff.explicit._checks import check_truncate_every
 from torchopt_lite.typing import ModuleTensorContainers, OptState
-from torchopt_lite.utils import extract_module_containers
+from torchopt_lite.update import apply_updates
 
 _Slot = tuple[dict[str, Any], str]  # (a submodule's ``_parameters`` dict, a key in it)
 
@@ -29,13 +27,6 @@ def _slots(containers: ModuleTensorContainers) -> list[_Slot]:
         for k in sorted(c)  # optree sorts dict keys; keep its leaf order for the state
         if isinstance(c[k], Tensor)
     ]
-
-
-# Below this many elements a group's update is applied with one multi-tensor add (one autograd
-# node: less overhead for small networks); above it, with one add per tensor, because torch
-# 2.13's out-of-place ``_foreach_add`` saves both of its inputs for backward (a copy of the
-# parameters and of the updates kept per step), which costs memory and time on large tensors.
-_FOREACH_MAX_NUMEL = 1 << 16
 
 
 def _detach_keep_flag(t: Any) -> Any:
@@ -111,12 +102,11 @@ class MetaOptimizer:
             )
         check_truncate_every("MetaOptimizer", truncate_every)
         self.impl = impl
-        chained = impl if isinstance(impl, ChainedGradientTransformation) else None
-        self._fused_apply = chained.fused_apply if chained else None
+        self._plan = impl.leafwise()
         # Plain SGD (u = scale * g, constant state): the backward pass is seeded with the scale,
         # so the gradients arrive as updates, with one multiply per step instead of one per
         # parameter (and none per parameter in the meta-backward).
-        self._linear_scale = chained.linear_scale if chained else None
+        self._linear_scale = None if self._plan is None else _dispatch.linear_scale(self._plan)
         self.first_order = bool(first_order)
         self.truncate_every = truncate_every
         self.param_containers_groups = []
@@ -124,7 +114,6 @@ class MetaOptimizer:
         # Structure fixed by add_param_group, so a step only reads the current tensors:
         self._slots: list[_Slot] = []  # every group's slots, group after group
         self._bounds: list[tuple[int, int]] = []  # each group's ``start, stop`` in ``_slots``
-        self._numels: list[int] = []  # elements per group, to pick how updates are added
         self._unrolled = 0  # steps since the parameters were last graph leaves
         self.add_param_group(module)
 
@@ -155,7 +144,6 @@ class MetaOptimizer:
         self.param_containers_groups.append(containers)
         self._bounds.append((len(self._slots), len(self._slots) + len(slots)))
         self._slots.extend(slots)
-        self._numels.append(sum(c[k].numel() for c, k in slots))
         self.state_groups.append(UninitializedState())
 
     def step(self, loss: Tensor) -> None:
@@ -191,8 +179,7 @@ class MetaOptimizer:
         if len(wrt) < len(flat):
             it = iter(grads)
             grads = [next(it) if p.requires_grad else None for p in flat]
-        complete = all(g is not None for g in grads)
-        if not complete and all(g is None for g in grads):
+        if all(g is None for g in grads):
             raise ValueError(_NO_DEPENDENCE)
 
         truncate = False
@@ -203,12 +190,12 @@ class MetaOptimizer:
             truncate = self._unrolled % self.truncate_every == 0
 
         if len(self._bounds) == 1:  # the usual case: no slicing and merging
-            new_flat, state = self._update_group(0, flat, grads, complete)
+            new_flat, state = self._update_group(0, flat, grads)
             new_states = [state]
         else:
             new_flat, new_states = [], []
             for i, (start, stop) in enumerate(self._bounds):
-                new, state = self._update_group(i, flat[start:stop], grads[start:stop], complete)
+                new, state = self._update_group(i, flat[start:stop], grads[start:stop])
                 new_flat += new
                 new_states.append(state)
         if truncate:
@@ -220,25 +207,23 @@ class MetaOptimizer:
         self.state_groups[:] = new_states
 
     def _update_group(
-        self, i: int, params: list[Tensor], grads: list[Tensor | None], complete: bool
+        self, i: int, params: list[Tensor], grads: list[Tensor | None]
     ) -> tuple[list[Tensor], OptState]:
-        """Group ``i``'s new parameters and state (nothing written); ``complete``: no ``None``."""
+        """Group ``i``'s new parameters and state (nothing written)."""
         state = self.state_groups[i]
         if isinstance(state, UninitializedState):
             state = self.impl.init(tuple(params))
         if self._linear_scale is not None:  # already scale * g (see __init__); state constant
             updates: Sequence[Tensor | None] = grads
+        elif self._plan is not None:
+            return _dispatch.apply(
+                self._plan, params, grads, state, inplace=False, caller="MetaOptimizer.step"
+            )
         else:
-            if self._fused_apply is not None and (complete or all(g is not None for g in grads)):
-                fused = self._fused_apply(params, grads, state, False)  # type: ignore[arg-type]
-                if fused is not None:
-                    return fused
             updates, state = self.impl.update(
                 tuple(grads), state, params=tuple(params), inplace=False
             )
-        if self._numels[i] <= _FOREACH_MAX_NUMEL and all(u is not None for u in updates):
-            return list(torch._foreach_add(params, updates)), state  # type: ignore[arg-type]
-        return [p if u is None else p + u for p, u in zip(params, updates, strict=True)], state
+        return list(apply_updates(list(params), list(updates), inplace=False)), state
 
     def state_dict(self) -> tuple[OptState, ...]:
         """The optimizer state of each group (references: in-place changes show in both)."""

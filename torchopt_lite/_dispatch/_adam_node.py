@@ -1,0 +1,121 @@
+"""Adam's out-of-place step as one autograd node with a closed-form vector-Jacobian product.
+
+Unrolled (meta-learning) steps differentiate through the optimizer. Recording Adam op by op puts
+about ten graph nodes per step on the tape; this Function records one. Its forward is the
+formula of :mod:`torchopt_lite._moments` (or torch's fused Adam kernel, checked
+against it by the tests); its backward is written with differentiable ops on saved inputs and
+outputs, so second-order gradients (MAML) flow through it.
+
+With :math:`a = -\\alpha / (1 - \\beta_1^t)`, :math:`c = 1 / (1 - \\beta_2^t)`,
+:math:`s = \\sqrt{c v' + \\bar\\epsilon}`, :math:`D = s + \\epsilon` and :math:`u = a m' / D`:
+
+.. math::
+    \\bar m' \\mathrel{+}= a \\bar u / D, \\qquad
+    \\bar v' \\mathrel{+}= -\\tfrac{a c}{2}\\, \\bar u m' / (D^2 s), \\qquad
+    \\bar g = (1-\\beta_1) \\bar m' + 2 (1-\\beta_2)\\, g \\bar v', \\quad
+    \\bar m = \\beta_1 \\bar m', \\quad \\bar v = \\beta_2 \\bar v', \\quad
+    \\bar\\alpha = -\\frac{1}{1-\\beta_1^t} \\sum \\bar u\\, m' / D.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from torchopt_lite._dispatch._kernels import fused_adam_update
+from torchopt_lite._moments import (
+    adam_coefficients,
+    adam_direction,
+    adam_moments,
+    bias_correction,
+    rsqrt_denominator,
+)
+from torchopt_lite._ops import FOREACH_PURE as PURE
+
+
+class AdamConfig(NamedTuple):
+    """The non-tensor inputs of :class:`AdamStep` (per-call configuration)."""
+
+    n: int
+    b1: float
+    b2: float
+    eps: float
+    eps_root: float
+
+
+class AdamStep(torch.autograd.Function):
+    """``(g, m, v) -> (u, m', v')`` for one Adam step scaled by ``-lr`` (count already + 1)."""
+
+    @staticmethod
+    def forward(cfg: AdamConfig, count: Tensor, lr: Any, *tensors: Tensor) -> tuple[Tensor, ...]:
+        n = cfg.n
+        g, mu, nu = list(tensors[:n]), list(tensors[n : 2 * n]), list(tensors[2 * n :])
+        fused = fused_adam_update(g, mu, nu, count, lr, cfg.b1, cfg.b2, cfg.eps, cfg.eps_root)
+        if fused is not None:
+            return (*fused[0], *fused[1], *fused[2])
+        mu_new, nu_new = adam_moments(PURE, mu, nu, g, cfg.b1, cfg.b2)
+        u = adam_direction(
+            PURE, mu_new, mu_new, nu_new, count, cfg.b1, cfg.b2, cfg.eps, cfg.eps_root, -lr
+        )
+        return (*u, *mu_new, *nu_new)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        cfg, count, lr, *tensors = inputs
+        n = cfg.n
+        ctx.cfg, ctx.count = cfg, count
+        ctx.lr_is_tensor = isinstance(lr, Tensor)
+        ctx.lr = None if ctx.lr_is_tensor else lr
+        ctx.save_for_backward(*tensors[:n], *output[n : 3 * n], *([lr] if ctx.lr_is_tensor else []))
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[Any, ...]:
+        cfg: AdamConfig = ctx.cfg
+        n = cfg.n
+        saved = ctx.saved_tensors
+        g, mu_new, nu_new = list(saved[:n]), list(saved[n : 2 * n]), list(saved[2 * n : 3 * n])
+        lr = saved[3 * n] if ctx.lr_is_tensor else ctx.lr
+        u_bar, mu_bar, nu_bar = grads[:n], grads[n : 2 * n], grads[2 * n :]
+        a, c = adam_coefficients(ctx.count, -lr, cfg.b1, cfg.b2)
+        gm, gv = _present(mu_bar, g), _present(nu_bar, g)
+        lr_bar = None
+        if any(x is not None for x in u_bar):
+            s = rsqrt_denominator(
+                PURE, nu_new, 0.0, bias_correction=bias_correction(cfg.b2, ctx.count),
+                eps_root=cfg.eps_root,
+            )  # fmt: skip
+            denom = PURE.add_scalar(s, cfg.eps)
+            t = PURE.div(_present(u_bar, g), denom)  # u_bar / D
+            gm = PURE.add(gm, PURE.mul(t, a))
+            tm = PURE.mul(t, mu_new)
+            gv = PURE.add(gv, PURE.mul(PURE.div(PURE.div(tm, denom), s), -0.5 * a * c))
+            if ctx.lr_is_tensor and ctx.needs_input_grad[2]:
+                total = torch.stack([x.sum() for x in tm]).sum()
+                lr_bar = -total / bias_correction(cfg.b1, ctx.count)
+        g_bar = PURE.addcmul(PURE.mul(gm, 1.0 - cfg.b1), g, gv, 2.0 * (1.0 - cfg.b2))
+        return None, None, lr_bar, *g_bar, *PURE.mul(gm, cfg.b1), *PURE.mul(gv, cfg.b2)
+
+
+def _present(grads: tuple[Tensor | None, ...], like: list[Tensor]) -> list[Tensor]:
+    """Output gradients autograd left as ``None`` (unused outputs) become zeros."""
+    return [torch.zeros_like(y) if x is None else x for x, y in zip(grads, like, strict=True)]
+
+
+def adam_step(
+    g: list[Tensor],
+    mu: tuple[Tensor, ...],
+    nu: tuple[Tensor, ...],
+    count: Tensor,
+    lr: Any,
+    b1: float,
+    b2: float,
+    eps: float,
+    eps_root: float,
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """``(u, m', v')`` of one out-of-place Adam step, recorded as one :class:`AdamStep` node."""
+    n = len(g)
+    out = AdamStep.apply(AdamConfig(n, b1, b2, eps, eps_root), count, lr, *g, *mu, *nu)
+    return list(out[:n]), list(out[n : 2 * n]), list(out[2 * n :])

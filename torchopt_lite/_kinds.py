@@ -1,0 +1,51 @@
+"""What a transformation is, in the terms the dispatch reads: its type and hyperparameters.
+
+A leafwise transformation carries one of these as ``kind``. The dispatch
+(:mod:`torchopt_lite._dispatch`) keys its rules on their types and reads their fields to call a
+fused kernel for a run of transformations it recognises (``flip, scale_by_adam, scale(-lr)`` is
+one Adam step). A transformation without a kind always runs its own update.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class Identity(NamedTuple):
+    """Updates pass through."""
+
+
+class Flip(NamedTuple):
+    r""":math:`g \leftarrow \pm g + \lambda \theta` (maximize, then coupled weight decay)."""
+
+    weight_decay: float
+    maximize: bool
+
+
+class ScaleByAdam(NamedTuple):
+    """Adam's bias-corrected rescaling."""
+
+    b1: float
+    b2: float
+    eps: float
+    eps_root: float
+
+
+class AddDecayedWeights(NamedTuple):
+    r""":math:`u \leftarrow u + \lambda \theta` on every leaf (decoupled weight decay)."""
+
+    weight_decay: float
+
+
+class Trace(NamedTuple):
+    """Heavy-ball or Nesterov momentum with dampening, as ``torch.optim.SGD``."""
+
+    momentum: float
+    dampening: float
+    nesterov: bool
+
+
+class Scale(NamedTuple):
+    r""":math:`u \leftarrow \alpha u` by a constant (a float or a 0-d tensor)."""
+
+    step_size: Any

@@ -1,0 +1,344 @@
+"""Multi-tensor primitives in four renderings: foreach or per leaf, in place or pure.
+
+Every transform writes its formula once against an ``ops`` namespace that the dispatch
+(:mod:`torchopt_lite._dispatch`) picks at the flatten boundary:
+
+- ``FOREACH_INPLACE``: multi-tensor ops that overwrite and return their first argument;
+- ``FOREACH_PURE``: their out-of-place twins (new tensors, differentiable);
+- ``LEAF_INPLACE`` / ``LEAF_PURE``: one ordinary op per leaf, for leaves wrapped by a
+  ``torch.func`` transform (multi-tensor ops have no batching rules) and for a few large leaves.
+
+``ops.fresh`` is the pure twin in the same style: a formula uses it for a temporary that must not
+overwrite its input. Scalars may be Python numbers or 0-d tensors (see :func:`scalar`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Leaves = list[Tensor]
+Seq = list[Tensor] | tuple[Tensor, ...]
+
+
+def is_transformed(x: Any) -> bool:
+    """Whether ``x`` is wrapped by a ``torch.func`` transform (vmap, grad, jvp)."""
+    return isinstance(x, Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+
+def scalar(value: Any, xs: Seq) -> Any:
+    """A scalar operand in the form multi-tensor ops compute with correctly.
+
+    - A 0-d tensor that requires grad is repeated into a list: the form whose backward is right
+      with several leaves (torch 2.13).
+    - A constant 0-d CPU tensor becomes a Python number when it can be read without a trace or a
+      transform noticing: the scalar then enters every kernel at the kernel's own compute
+      precision, exactly as ``torch.optim``'s Python-float hyperparameters do (a float16 leaf is
+      not scaled by a float16-rounded coefficient). Elsewhere it stays a tensor (no host sync).
+    - Python numbers pass through.
+    """
+    if not isinstance(value, Tensor):
+        return value
+    if value.requires_grad:
+        return [value] * len(xs)
+    if value.device.type == "cpu" and not is_transformed(value) and not _compiling():
+        return value.item()
+    return value
+
+
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
+def _pairs(ys: Any, n: int) -> Any:
+    return ys if isinstance(ys, list | tuple) else [ys] * n
+
+
+class _ForeachPure:
+    """Out-of-place multi-tensor ops: new tensors, differentiable."""
+
+    inplace = False
+
+    @property
+    def fresh(self) -> _ForeachPure:
+        return self
+
+    @staticmethod
+    def mul(xs: Leaves, s: Any) -> Leaves:
+        return list(torch._foreach_mul(xs, scalar(s, xs)))
+
+    @staticmethod
+    def div(xs: Leaves, ys: Any) -> Leaves:
+        return list(torch._foreach_div(xs, scalar(ys, xs)))
+
+    @staticmethod
+    def add(xs: Leaves, ys: Seq, alpha: float = 1.0) -> Leaves:
+        return list(torch._foreach_add(xs, ys, alpha=alpha))
+
+    @staticmethod
+    def add_scalar(xs: Leaves, s: Any) -> Leaves:
+        s = scalar(s, xs)
+        if isinstance(s, Tensor):  # no Tensor overload of the out-of-place add
+            return [x + s for x in xs]
+        return list(torch._foreach_add(xs, s))
+
+    @staticmethod
+    def lerp(xs: Leaves, ys: Seq, w: float) -> Leaves:
+        return list(torch._foreach_lerp(xs, ys, w))
+
+    @staticmethod
+    def addcmul(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+        return list(torch._foreach_addcmul(xs, a, b, value=v))
+
+    @staticmethod
+    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+        return list(torch._foreach_addcdiv(xs, a, b, value=v))
+
+    @staticmethod
+    def sqrt(xs: Leaves) -> Leaves:
+        return list(torch._foreach_sqrt(xs))
+
+    @staticmethod
+    def abs(xs: Leaves) -> Leaves:
+        return list(torch._foreach_abs(xs))
+
+    @staticmethod
+    def neg(xs: Leaves) -> Leaves:
+        return list(torch._foreach_neg(xs))
+
+    @staticmethod
+    def maximum(xs: Leaves, ys: Seq) -> Leaves:
+        return list(torch._foreach_maximum(xs, ys))
+
+    @staticmethod
+    def copy(xs: Leaves, ys: Seq) -> Leaves:
+        return list(ys)
+
+    @staticmethod
+    def nan_to_num(xs: Leaves, nan: float, posinf: float | None, neginf: float | None) -> Leaves:
+        return [x.nan_to_num(nan, posinf, neginf) for x in xs]  # no multi-tensor form
+
+    @staticmethod
+    def norms(xs: Leaves, p: float) -> Leaves:
+        return list(torch._foreach_norm(xs, p))
+
+
+class _ForeachInPlace(_ForeachPure):
+    """In-place multi-tensor ops: overwrite and return the first argument."""
+
+    inplace = True
+
+    @property
+    def fresh(self) -> _ForeachPure:
+        return FOREACH_PURE
+
+    @staticmethod
+    def mul(xs: Leaves, s: Any) -> Leaves:
+        torch._foreach_mul_(xs, scalar(s, xs))
+        return xs
+
+    @staticmethod
+    def div(xs: Leaves, ys: Any) -> Leaves:
+        torch._foreach_div_(xs, scalar(ys, xs))
+        return xs
+
+    @staticmethod
+    def add(xs: Leaves, ys: Seq, alpha: float = 1.0) -> Leaves:
+        torch._foreach_add_(xs, ys, alpha=alpha)
+        return xs
+
+    @staticmethod
+    def add_scalar(xs: Leaves, s: Any) -> Leaves:
+        torch._foreach_add_(xs, scalar(s, xs))
+        return xs
+
+    @staticmethod
+    def lerp(xs: Leaves, ys: Seq, w: float) -> Leaves:
+        torch._foreach_lerp_(xs, ys, w)
+        return xs
+
+    @staticmethod
+    def addcmul(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+        torch._foreach_addcmul_(xs, a, b, value=v)
+        return xs
+
+    @staticmethod
+    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+        torch._foreach_addcdiv_(xs, a, b, value=v)
+        return xs
+
+    @staticmethod
+    def sqrt(xs: Leaves) -> Leaves:
+        torch._foreach_sqrt_(xs)
+        return xs
+
+    @staticmethod
+    def abs(xs: Leaves) -> Leaves:
+        torch._foreach_abs_(xs)
+        return xs
+
+    @staticmethod
+    def neg(xs: Leaves) -> Leaves:
+        torch._foreach_neg_(xs)
+        return xs
+
+    @staticmethod
+    def maximum(xs: Leaves, ys: Seq) -> Leaves:
+        torch._foreach_maximum_(xs, ys)
+        return xs
+
+    @staticmethod
+    def copy(xs: Leaves, ys: Seq) -> Leaves:
+        torch._foreach_copy_(xs, ys)
+        return xs
+
+    @staticmethod
+    def nan_to_num(xs: Leaves, nan: float, posinf: float | None, neginf: float | None) -> Leaves:
+        return [x.nan_to_num_(nan, posinf, neginf) for x in xs]
+
+
+class _LeafPure(_ForeachPure):
+    """One ordinary (batchable, differentiable) op per leaf."""
+
+    @property
+    def fresh(self) -> _LeafPure:
+        return self
+
+    @staticmethod
+    def mul(xs: Leaves, s: Any) -> Leaves:
+        return [x * y for x, y in zip(xs, _pairs(s, len(xs)), strict=True)]
+
+    @staticmethod
+    def div(xs: Leaves, ys: Any) -> Leaves:
+        return [x / y for x, y in zip(xs, _pairs(ys, len(xs)), strict=True)]
+
+    @staticmethod
+    def add(xs: Leaves, ys: Seq, alpha: float = 1.0) -> Leaves:
+        return [torch.add(x, y, alpha=alpha) for x, y in zip(xs, ys, strict=True)]
+
+    @staticmethod
+    def add_scalar(xs: Leaves, s: Any) -> Leaves:
+        return [x + s for x in xs]
+
+    @staticmethod
+    def lerp(xs: Leaves, ys: Seq, w: float) -> Leaves:
+        return [torch.lerp(x, y, w) for x, y in zip(xs, ys, strict=True)]
+
+    @staticmethod
+    def addcmul(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+        return [torch.addcmul(x, p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
+
+    @staticmethod
+    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+        return [torch.addcdiv(x, p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
+
+    @staticmethod
+    def sqrt(xs: Leaves) -> Leaves:
+        return [torch.sqrt(x) for x in xs]
+
+    @staticmethod
+    def abs(xs: Leaves) -> Leaves:
+        return [torch.abs(x) for x in xs]
+
+    @staticmethod
+    def neg(xs: Leaves) -> Leaves:
+        return [torch.neg(x) for x in xs]
+
+    @staticmethod
+    def maximum(xs: Leaves, ys: Seq) -> Leaves:
+        return [torch.maximum(x, y) for x, y in zip(xs, ys, strict=True)]
+
+    @staticmethod
+    def norms(xs: Leaves, p: float) -> Leaves:
+        return [torch.linalg.vector_norm(x, p) for x in xs]
+
+
+class _LeafInPlace(_LeafPure):
+    """One in-place op per leaf (leaves wrapped by a ``torch.func`` transform)."""
+
+    inplace = True
+
+    @property
+    def fresh(self) -> _LeafPure:
+        return LEAF_PURE
+
+    @staticmethod
+    def mul(xs: Leaves, s: Any) -> Leaves:
+        return [x.mul_(y) for x, y in zip(xs, _pairs(s, len(xs)), strict=True)]
+
+    @staticmethod
+    def div(xs: Leaves, ys: Any) -> Leaves:
+        return [x.div_(y) for x, y in zip(xs, _pairs(ys, len(xs)), strict=True)]
+
+    @staticmethod
+    def add(xs: Leaves, ys: Seq, alpha: float = 1.0) -> Leaves:
+        return [x.add_(y, alpha=alpha) for x, y in zip(xs, ys, strict=True)]
+
+    @staticmethod
+    def add_scalar(xs: Leaves, s: Any) -> Leaves:
+        return [x.add_(s) for x in xs]
+
+    @staticmethod
+    def lerp(xs: Leaves, ys: Seq, w: float) -> Leaves:
+        return [x.lerp_(y, w) for x, y in zip(xs, ys, strict=True)]
+
+    @staticmethod
+    def addcmul(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+        return [x.addcmul_(p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
+
+    @staticmethod
+    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+        return [x.addcdiv_(p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
+
+    @staticmethod
+    def sqrt(xs: Leaves) -> Leaves:
+        return [x.sqrt_() for x in xs]
+
+    @staticmethod
+    def abs(xs: Leaves) -> Leaves:
+        return [x.abs_() for x in xs]
+
+    @staticmethod
+    def neg(xs: Leaves) -> Leaves:
+        return [x.neg_() for x in xs]
+
+    @staticmethod
+    def maximum(xs: Leaves, ys: Seq) -> Leaves:
+        return [x.copy_(torch.maximum(x, y)) for x, y in zip(xs, ys, strict=True)]
+
+    @staticmethod
+    def copy(xs: Leaves, ys: Seq) -> Leaves:
+        return [x.copy_(y) for x, y in zip(xs, ys, strict=True)]
+
+    @staticmethod
+    def nan_to_num(xs: Leaves, nan: float, posinf: float | None, neginf: float | None) -> Leaves:
+        return [x.nan_to_num_(nan, posinf, neginf) for x in xs]
+
+
+FOREACH_PURE = _ForeachPure()
+FOREACH_INPLACE = _ForeachInPlace()
+LEAF_PURE = _LeafPure()
+LEAF_INPLACE = _LeafInPlace()
+PURE = FOREACH_PURE
+Ops = _ForeachPure
+"""The type every rendering shares (each namespace is a ``_ForeachPure`` or a subclass)."""
+
+
+def copies(xs: Seq) -> Leaves:
+    """Fresh, dense copies of ``xs`` that may be overwritten.
+
+    On CPU, foreach ops loop over the tensors in C++ with no multi-tensor kernel, and one
+    ``clone`` per leaf is faster than a multiply by one; elsewhere the batched op saves launches.
+    """
+    if not xs or xs[0].device.type == "cpu":
+        return [x.clone() for x in xs]
+    return list(torch._foreach_mul(xs, 1.0))
+
+
+def ops_for(inplace: bool, *, per_leaf: bool = False) -> Ops:
+    """The namespace for a mode: in place or pure, foreach or per leaf."""
+    if per_leaf:
+        return LEAF_INPLACE if inplace else LEAF_PURE
+    return FOREACH_INPLACE if inplace else FOREACH_PURE
