@@ -50,15 +50,16 @@ def _complex_of(dtype: torch.dtype) -> torch.dtype:
     return torch.complex128 if dtype == torch.float64 else torch.complex64
 
 
-def _randn(gen: torch.Generator, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+def _randn(gen: torch.Generator, shape: tuple[int, ...], dtype: torch.dtype, device: str) -> Tensor:
     if dtype.is_complex:
-        return torch.randn(shape, generator=gen, dtype=dtype)
-    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+        return torch.randn(shape, generator=gen, dtype=dtype).to(device)
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).to(device)
 
 
 def _strided(problem: Problem, values: Tensor) -> Tensor:
     """``values`` as a view of every other element of a sentinel-filled storage."""
-    storage = torch.full((*values.shape[:-1], 2 * values.shape[-1]), SENTINEL, dtype=values.dtype)
+    shape = (*values.shape[:-1], 2 * values.shape[-1])
+    storage = torch.full(shape, SENTINEL, dtype=values.dtype, device=values.device)
     view = storage[..., ::2]
     view.copy_(values)
     mask = torch.ones_like(storage, dtype=torch.bool)
@@ -67,8 +68,10 @@ def _strided(problem: Problem, values: Tensor) -> Tensor:
     return view
 
 
-def make_problem(layout: str, dtype: torch.dtype, steps: int = 3, seed: int = 0) -> Problem:
-    """The problem for ``layout``: two or three leaves, ``steps`` gradients each."""
+def make_problem(
+    layout: str, dtype: torch.dtype, steps: int = 3, seed: int = 0, device: str = "cpu"
+) -> Problem:
+    """The problem for ``layout`` on ``device``: two or three leaves, ``steps`` gradients."""
     gen = torch.Generator().manual_seed(seed)
     problem = Problem([], [])
     if layout == "mixed_dtype":
@@ -87,7 +90,7 @@ def make_problem(layout: str, dtype: torch.dtype, steps: int = 3, seed: int = 0)
         shapes, dtypes = [(3, 4), (5,)], [dtype] * 2
 
     def leaf(shape: tuple[int, ...], dt: torch.dtype) -> Tensor:
-        values = _randn(gen, shape, dt)
+        values = _randn(gen, shape, dt, device)
         if layout == "transposed" and len(shape) == 2:
             return values.t().contiguous().t()  # same values, column-major strides
         if layout == "channels_last" and len(shape) == 4:
@@ -99,11 +102,11 @@ def make_problem(layout: str, dtype: torch.dtype, steps: int = 3, seed: int = 0)
     problem.params = [leaf(s, d) for s, d in zip(shapes, dtypes, strict=True)]
     for _ in range(steps):
         if layout == "aliased_grads":
-            g = _randn(gen, shapes[0], dtypes[0])
+            g = _randn(gen, shapes[0], dtypes[0], device)
             problem.grads.append([g, g])  # one tensor for both leaves
         elif layout == "expanded_grad":
             sources = [
-                _randn(gen, (s[0], 1) if len(s) == 2 else (), d)
+                _randn(gen, (s[0], 1) if len(s) == 2 else (), d, device)
                 for s, d in zip(shapes, dtypes, strict=True)
             ]
             problem.sources.append(sources)

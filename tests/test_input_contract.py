@@ -114,9 +114,9 @@ def run(api: str, case: Case, problem: Problem, layout: str) -> list[list[Tensor
     return meta_run(case, problem, layout)
 
 
-def check(case: Case, api: str, layout: str, dtype: torch.dtype) -> None:
-    expected = torch_optim_run(case, make_problem(layout, dtype, STEPS))
-    problem = make_problem(layout, dtype, STEPS)
+def check(case: Case, api: str, layout: str, dtype: torch.dtype, device: str = "cpu") -> None:
+    expected = torch_optim_run(case, make_problem(layout, dtype, STEPS, device=device))
+    problem = make_problem(layout, dtype, STEPS, device=device)
     outside = problem.outside()
     got = run(api, case, problem, layout)
     for step, (e_step, g_step) in enumerate(zip(expected, got, strict=True)):
@@ -149,3 +149,12 @@ LOW_PRECISION = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_low_precision(case: Case, api: str, dtype: torch.dtype, layout: str) -> None:
     check(case, api, layout, dtype)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_cuda_layouts(case: Case, api: str, layout: str) -> None:
+    """The same contract on CUDA (float32: the fused kernels run there, float64 is slow)."""
+    check(case, api, layout, torch.float32, device="cuda")

@@ -52,6 +52,11 @@ def _compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
+# _ALPHA_UNDER_COMPILE: with torch 2.13's inductor, ``torch.add(g, y, alpha=a)`` on a gradient
+# from ``torch.func.grad`` of a matmul ignores ``alpha`` (off by ``(1 - a) y``), while
+# ``g + y * a`` compiles right; tests/test_compile.py runs a MAML loop with momentum on it.
+
+
 def _pairs(ys: Any, n: int) -> Any:
     return ys if isinstance(ys, list | tuple) else [ys] * n
 
@@ -216,6 +221,8 @@ class _LeafPure(_ForeachPure):
 
     @staticmethod
     def add(xs: Leaves, ys: Seq, alpha: float = 1.0) -> Leaves:
+        if alpha != 1.0 and _compiling():  # see _ALPHA_UNDER_COMPILE
+            return [x + y * alpha for x, y in zip(xs, ys, strict=True)]
         return [torch.add(x, y, alpha=alpha) for x, y in zip(xs, ys, strict=True)]
 
     @staticmethod
@@ -274,6 +281,8 @@ class _LeafInPlace(_LeafPure):
 
     @staticmethod
     def add(xs: Leaves, ys: Seq, alpha: float = 1.0) -> Leaves:
+        if alpha != 1.0 and _compiling():  # see _ALPHA_UNDER_COMPILE
+            return [x.add_(y * alpha) for x, y in zip(xs, ys, strict=True)]
         return [x.add_(y, alpha=alpha) for x, y in zip(xs, ys, strict=True)]
 
     @staticmethod

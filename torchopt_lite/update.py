@@ -8,10 +8,12 @@ import optree
 import torch
 
 from torchopt_lite._dispatch import choose_ops
-from torchopt_lite._dispatch._boundary import PLAIN_TENSOR_TYPES, check_writable, flatten
+from torchopt_lite._dispatch._boundary import PLAIN_TENSOR_TYPES, check_writable, flatten, types
 from torchopt_lite.base import Params, Updates
 
 __all__ = ["apply_updates"]
+
+_PLAIN = frozenset(PLAIN_TENSOR_TYPES)
 
 
 def apply_updates(params: Params, updates: Updates, *, inplace: bool = True) -> Params:
@@ -63,9 +65,7 @@ def _present_pairs(
     p_leaves: list[Any], u_leaves: list[Any]
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The parameters that have an update, and their updates (checked to be tensors)."""
-    if all(type(x) in PLAIN_TENSOR_TYPES for x in u_leaves) and all(
-        type(x) in PLAIN_TENSOR_TYPES for x in p_leaves
-    ):
+    if types(u_leaves) <= _PLAIN and types(p_leaves) <= _PLAIN:
         return p_leaves, u_leaves  # every update present: no pairing loop
     pairs = [(p, u) for p, u in zip(p_leaves, u_leaves, strict=True) if u is not None]
     for p, u in pairs:

@@ -450,7 +450,8 @@ def test_load_state_dict_from_another_module_is_rejected() -> None:
     other_opt = meta.MetaAdam(other, lr=0.1)
     other_opt.step((other(X) - Y).pow(2).mean())
     with pytest.raises(
-        ValueError, match=r"state of group 0 holds \(4,\) where this optimizer holds \(3,\)"
+        ValueError,
+        match=r"state of group 0 holds \(4,\) torch.float64 where this optimizer holds \(3,\)",
     ):
         opt.load_state_dict(other_opt.state_dict())
     assert isinstance(opt.state_groups[0], torchopt_lite.base.UninitializedState)
@@ -464,3 +465,29 @@ def test_load_state_dict_from_another_module_is_rejected() -> None:
     with pytest.raises(ValueError, match="state_dict has 2 groups but this optimizer has 1"):
         opt.load_state_dict([state, state])
     assert opt.state_groups[0] is state
+
+
+@pytest.mark.parametrize("case", [CASES[4], CASES[6], CASES[2]], ids=["adam", "adamw", "sgd"])
+def test_loss_with_a_sum_term_matches_hand_unrolled_reference(case: Case) -> None:
+    """``w.sum()`` in the loss gives stride-0 gradients (autograd expands the seed): the step is
+    finite and equals the plain-torch unroll, values and meta-gradient."""
+
+    def loss(params: list[Tensor]) -> Tensor:  # [s, w1, b1, w2, b2]
+        return inner_loss(params[1:]) + 0.3 * params[0].sum()
+
+    net = make_net()
+    net.register_parameter("s", nn.Parameter(torch.randn(2, 3, dtype=torch.float64)))
+    params0 = list(net.parameters())
+    (grad_s,) = torch.autograd.grad(loss(params0), params0[:1], create_graph=True)
+    assert grad_s.stride() == (0, 0)  # the layout under test
+    opt = case.meta_cls(net, **case.kwargs)
+    for _ in range(STEPS):
+        opt.step(loss(list(net.parameters())))
+    expected = ref.unroll(case.step, case.kwargs, params0, loss, STEPS)
+    for got, want in zip(net.parameters(), expected, strict=True):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    meta_grad = torch.autograd.grad(outer_loss(list(net.parameters())[1:]), params0[1:])
+    want_grad = torch.autograd.grad(outer_loss(expected[1:]), params0[1:])
+    for got, want in zip(meta_grad, want_grad, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-13)

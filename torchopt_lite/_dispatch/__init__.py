@@ -334,7 +334,7 @@ def choose_ops(g: list[Tensor], inplace: bool) -> Ops:
     per_leaf = _traced() or (
         not inplace
         and len(g) < _FOREACH_MIN_LEAVES
-        and sum(map(Tensor.numel, g)) > _FOREACH_MAX_NUMEL
+        and sum(b.each("numel", g)) > _FOREACH_MAX_NUMEL
     )
     return ops_for(inplace, per_leaf=per_leaf)
 

@@ -21,9 +21,31 @@ PARAMS_REQUIRED = (
 )
 
 PLAIN_TENSOR_TYPES = (Tensor, torch.nn.Parameter)
-_LAYOUT = operator.attrgetter("layout")
-_DTYPE = operator.attrgetter("dtype")
-_IS_CPU = operator.attrgetter("is_cpu")
+_PLAIN_TYPES = frozenset(PLAIN_TENSOR_TYPES)
+_STRIDED = frozenset([torch.strided])
+
+_METHODS = ("size", "is_contiguous", "is_complex", "is_floating_point", "numel", "data_ptr")
+_GETTERS: dict[str, Callable[[Any], Any]] = {
+    **{name: getattr(Tensor, name) for name in _METHODS},
+    **{name: operator.attrgetter(name) for name in ("dtype", "layout", "is_cpu", "nbytes")},
+}
+
+
+def each(name: str, xs: Sequence[Any]) -> list[Any]:
+    """``x.<name>`` (called, for a method) of every ``x``: a C-level ``map`` in eager mode, a
+    comprehension under ``torch.compile`` (which evaluates it while tracing: static metadata)."""
+    if torch.compiler.is_compiling():
+        if name in _METHODS:
+            return [getattr(x, name)() for x in xs]
+        return [getattr(x, name) for x in xs]
+    return list(map(_GETTERS[name], xs))
+
+
+def types(xs: Sequence[Any]) -> set[type]:
+    """The set of the types of ``xs``."""
+    if torch.compiler.is_compiling():
+        return {type(x) for x in xs}
+    return set(map(type, xs))
 
 
 @functools.lru_cache(maxsize=64)
@@ -39,7 +61,7 @@ def flatten(tree: Any) -> tuple[list[Any], optree.PyTreeSpec]:
     hot path, is its own leaf list, with one cached spec per length.
     """
     kind = type(tree)
-    if (kind is list or kind is tuple) and all(type(x) in PLAIN_TENSOR_TYPES for x in tree):
+    if (kind is list or kind is tuple) and types(tree) <= _PLAIN_TYPES:
         return list(tree), _sequence_spec(kind is list, len(tree))
     return optree.tree_flatten(tree, none_is_leaf=True)
 
@@ -51,9 +73,7 @@ def check_leaves(leaves: Sequence[Any], name: str, caller: str, spec: Any = None
         TypeError: a leaf is not a tensor, has an integer or boolean dtype, or is sparse.
     """
     try:
-        if all(map(Tensor.is_floating_point, leaves)) and all(
-            layout is torch.strided for layout in map(_LAYOUT, leaves)
-        ):
+        if all(each("is_floating_point", leaves)) and set(each("layout", leaves)) <= _STRIDED:
             return  # the common case, without a Python loop
     except TypeError:  # a None or non-tensor leaf: the loop below says which
         pass
@@ -150,8 +170,8 @@ def check_leaf_state(
             f"{caller}: state is {type(state).__name__}, expected {state_type.__name__}; pass "
             "the state returned by this optimizer's init(), not another optimizer's."
         )
-    shapes = list(map(Tensor.size, leaves))
-    dtypes = list(map(_DTYPE, leaves))
+    shapes = each("size", leaves)
+    dtypes = each("dtype", leaves)
     for field in fields:
         buffers = getattr(state, field)
         if type(buffers) is not tuple:
@@ -166,8 +186,8 @@ def check_leaf_state(
                 "to init()."
             )
         if (
-            list(map(Tensor.size, buffers)) == shapes
-            and list(map(_DTYPE, buffers)) == dtypes
+            each("size", buffers) == shapes
+            and each("dtype", buffers) == dtypes
             and _same_devices(leaves, buffers)
         ):
             continue
@@ -185,7 +205,7 @@ def state_check(caller: str, state_type: type, *fields: str) -> Callable[[list[T
 
 
 def _same_devices(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> bool:
-    if all(map(_IS_CPU, xs)) and all(map(_IS_CPU, ys)):
+    if all(each("is_cpu", xs)) and all(each("is_cpu", ys)):
         return True
     return [x.device for x in xs] == [y.device for y in ys]
 
@@ -199,7 +219,7 @@ def _describe(x: Tensor) -> str:
 
 def complex_mask(leaves: Sequence[Tensor]) -> list[bool] | None:
     """Which leaves are complex (``None`` when none is, the common case)."""
-    if not any(map(Tensor.is_complex, leaves)):
+    if not any(each("is_complex", leaves)):
         return None
     return [x.is_complex() for x in leaves]
 
@@ -244,7 +264,7 @@ def _no_internal_overlap(x: Tensor) -> bool:
 
 def _extent(x: Tensor) -> int:
     """Bytes from ``x``'s first element to one past its last (non-negative strides)."""
-    if x.is_contiguous():
+    if x.is_contiguous() or not x.numel():
         return x.nbytes
     last = sum(st * (sz - 1) for st, sz in zip(x.stride(), x.shape, strict=True))
     return (last + 1) * x.element_size()
@@ -259,10 +279,9 @@ def writable(leaves: list[Tensor]) -> list[Tensor]:
     result depends on its own input only.
     """
     out = leaves
-    if not all(map(Tensor.is_contiguous, leaves)):
-        out = [
-            x if x.is_contiguous() or _no_internal_overlap(x) else x.contiguous() for x in leaves
-        ]
+    dense = all(each("is_contiguous", leaves))
+    if not dense:
+        out = [x if x.is_contiguous() or _no_internal_overlap(x) else x.contiguous() for x in out]
     if torch.compiler.is_compiling():  # no addresses under a trace; identity is all we can see
         seen: set[int] = set()
         copies = []
@@ -270,28 +289,29 @@ def writable(leaves: list[Tensor]) -> list[Tensor]:
             copies.append(x.clone() if id(x) in seen else x)
             seen.add(id(x))
         return copies
-    starts = list(map(Tensor.data_ptr, out))
-    order = sorted(range(len(out)), key=starts.__getitem__)
+    if len(out) < 2:
+        return out
+    starts = torch.tensor(each("data_ptr", out), dtype=torch.int64)
+    sizes = each("nbytes", out) if dense else list(map(_extent, out))
+    order = torch.argsort(starts)
+    ends = (starts + torch.tensor(sizes, dtype=torch.int64))[order]
+    if bool((ends[:-1] <= starts[order][1:]).all()):  # sorted extents that never meet
+        return out
+    out = list(out)
     end = 0
-    clash: list[int] = []
-    for i in order:
-        x = out[i]
-        if not x.numel():
+    for i in order.tolist():
+        if not out[i].numel():
             continue
         if starts[i] < end:
-            clash.append(i)
-        else:
-            end = max(end, starts[i] + _extent(x))
-    if clash:
-        out = list(out)
-        for i in clash:
             out[i] = out[i].clone(memory_format=torch.contiguous_format)
+        else:
+            end = max(end, int(starts[i]) + sizes[i])
     return out
 
 
 def check_writable(xs: Sequence[Tensor], name: str, caller: str) -> None:
     """Raise before any write if a leaf cannot be written in place (its elements overlap)."""
-    if all(map(Tensor.is_contiguous, xs)):
+    if all(each("is_contiguous", xs)):
         return
     for i, x in enumerate(xs):
         if not x.is_contiguous() and not _no_internal_overlap(x):

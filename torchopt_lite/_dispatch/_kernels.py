@@ -16,7 +16,6 @@ and in cache.
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,13 +23,12 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_fused_kernels_supported_devices
 
+from torchopt_lite._dispatch._boundary import each
 from torchopt_lite._ops import FOREACH_INPLACE
 
 KERNEL_DTYPES = (torch.float32, torch.float64)
 SCRATCH = 1 << 17  # elements of scratch per chunk of the update mode
 _SMALL = 1 << 14  # leaves below this many elements get their own zeroed buffer (no slicing)
-_DTYPE = operator.attrgetter("dtype")
-_IS_CPU = operator.attrgetter("is_cpu")
 _DEVICES = frozenset(_get_fused_kernels_supported_devices())
 
 Lists = list[list[Tensor]]
@@ -47,13 +45,13 @@ def kernel_groups(lists: Lists) -> list[Lists] | None:
         not first
         or torch.compiler.is_compiling()
         or torch._C._functorch.maybe_current_level() is not None
-        or not all(all(map(Tensor.is_contiguous, xs)) for xs in lists)
+        or not all(all(each("is_contiguous", xs)) for xs in lists)
     ):
         return None
-    dtypes = list(map(_DTYPE, first))
-    if any(list(map(_DTYPE, xs)) != dtypes for xs in lists[1:]):
+    dtypes = each("dtype", first)
+    if any(each("dtype", xs) != dtypes for xs in lists[1:]):
         return None
-    if all(d is dtypes[0] for d in dtypes) and all(all(map(_IS_CPU, xs)) for xs in lists):
+    if len(set(dtypes)) == 1 and all(all(each("is_cpu", xs)) for xs in lists):
         return [lists] if dtypes[0] in KERNEL_DTYPES and "cpu" in _DEVICES else None
     grouped = torch._C._group_tensors_by_device_and_dtype(lists, False)  # type: ignore[arg-type]
     out: list[Lists] = []
@@ -74,29 +72,31 @@ def _steps(count: Tensor, like: Tensor, n: int) -> list[Tensor]:
 
 def _pieces(lists: Lists) -> Iterator[Lists]:
     """Chunks of at most ``SCRATCH`` elements; a larger leaf is cut into flat slices."""
-    chunk: Lists = [[] for _ in lists]
-    size = 0
-    for i, x in enumerate(lists[0]):
-        numel = x.numel()
+    start = size = 0
+    for i, numel in enumerate(map(Tensor.numel, lists[0])):
         if numel > SCRATCH:
+            if i > start:
+                yield [xs[start:i] for xs in lists]
             flat = [xs[i].view(-1) for xs in lists]
-            for start in range(0, numel, SCRATCH):
-                yield [[f[start : start + SCRATCH]] for f in flat]
+            for a in range(0, numel, SCRATCH):
+                yield [[f[a : a + SCRATCH]] for f in flat]
+            start, size = i + 1, 0
             continue
-        if size + numel > SCRATCH:
-            yield chunk
-            chunk, size = [[] for _ in lists], 0
-        for part, xs in zip(chunk, lists, strict=True):
-            part.append(xs[i])
+        if size + numel > SCRATCH and i > start:
+            yield [xs[start:i] for xs in lists]
+            start, size = i, 0
         size += numel
-    if size or chunk[0]:
-        yield chunk
+    if start < len(lists[0]):
+        yield [xs[start:] for xs in lists]
 
 
 def through_scratch(lists: Lists, kernel: Callable[[list[Tensor], Lists], None]) -> None:
-    """Run ``kernel(u, lists_chunk)`` chunk by chunk on zeroed ``u``, then ``lists[0] <- u``."""
-    g = lists[0]
-    scratch = g[0].new_empty(min(SCRATCH, sum(map(Tensor.numel, g))))
+    """Run ``kernel(u, chunk)`` chunk by chunk on zeroed ``u``, then ``chunk[0] <- u``.
+
+    Small leaves get their own zeroed buffers (a heap allocation); larger ones views of one
+    scratch buffer, allocated once (fresh mappings would fault in every page each time).
+    """
+    scratch = lists[0][0].new_empty(min(SCRATCH, sum(map(Tensor.numel, lists[0]))))
     for piece in _pieces(lists):
         u: list[Tensor] = []
         offset = 0

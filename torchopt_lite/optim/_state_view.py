@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import optree
 from torch import Tensor
 
 
@@ -88,3 +89,23 @@ def rebuild(template: Any, n: int, entries: list[dict[str, Any]]) -> Any:
         return node
 
     return build(template, ())
+
+
+def check_state_like(where: str, state: Any, expected: Any) -> None:
+    """Raise ``ValueError`` unless ``state`` has ``expected``'s structure, shapes and dtypes."""
+    leaves, spec = optree.tree_flatten(state, none_is_leaf=True)
+    ref_leaves, ref_spec = optree.tree_flatten(expected, none_is_leaf=True)
+    if spec != ref_spec:
+        raise ValueError(
+            f"{where} has structure {spec} but this optimizer's is {ref_spec}; pass a state "
+            "from this optimizer and these parameters."
+        )
+    for x, ref in zip(leaves, ref_leaves, strict=True):
+        if not isinstance(ref, Tensor):
+            continue
+        if not isinstance(x, Tensor) or x.shape != ref.shape or x.dtype != ref.dtype:
+            got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(
+                f"{where} holds {got} where this optimizer holds {tuple(ref.shape)} "
+                f"{ref.dtype}; pass a state from these parameters."
+            )

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from torchopt_lite.base import GradientTransformation, UninitializedState
+from torchopt_lite.optim._state_view import check_state_like
 from torchopt_lite.update import apply_updates
 
 __all__ = ["FuncOptimizer"]
@@ -65,5 +66,16 @@ class FuncOptimizer:
         return self.optim_state
 
     def load_state_dict(self, state_dict: Any) -> None:
-        """Replace the optimizer state."""
+        """Replace the optimizer state, e.g. by one from :meth:`state_dict` or ``torch.load``.
+
+        Raises:
+            ValueError: this optimizer has a state already and ``state_dict`` differs from it in
+                structure, shapes or dtypes (a state of other parameters or of another
+                optimizer); nothing is replaced. Before the first step there is nothing to
+                compare with: the first step checks the state against the parameters.
+        """
+        if not isinstance(self.optim_state, UninitializedState) and not isinstance(
+            state_dict, UninitializedState
+        ):
+            check_state_like("FuncOptimizer.load_state_dict: state", state_dict, self.optim_state)
         self.optim_state = state_dict

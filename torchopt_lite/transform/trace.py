@@ -62,14 +62,16 @@ def trace(
     def update(
         g: list[Tensor], state: TraceState, params: Any, ops: Ops
     ) -> tuple[list[Tensor], TraceState]:
-        buf = ops.mul(list(state.trace), momentum)
-        if dampening == 0:  # b_0 = 0 makes the first step b_1 = g_1 exactly
-            buf = ops.add(buf, g)
-        else:
-            # b_1 = g_1 undamped, as torch.optim.SGD: the weight is 1 at the first step
+        buf = list(state.trace)
+        if dampening:  # b_1 = g_1 undamped, as torch.optim.SGD: the weight is 1 at step 1
             later = (state.count > 0).to(coefficient_dtype(state.count.device))
-            buf = ops.add(buf, ops.fresh.mul(g, 1.0 - dampening * later))
-        u = ops.add(g, buf, alpha=momentum) if nesterov else ops.copy(g, buf)
+            g = ops.mul(g, 1.0 - dampening * later)
+        if nesterov:  # u = g + mu b_t, with b_t = mu b + g (b_0 = 0 makes b_1 = g_1)
+            buf = ops.add(ops.mul(buf, momentum), g)
+            u = ops.add(g, buf, alpha=momentum)
+        else:  # u = b_t = g + mu b, written where g was (in place: 3 passes, not 4)
+            u = ops.add(g, buf, alpha=momentum)
+            buf = ops.copy(buf, u)
         return u, TraceState(trace=tuple(buf), count=next_count(state.count, ops.inplace))
 
     kind = _kinds.Trace(float(momentum), float(dampening), bool(nesterov))

@@ -13,6 +13,7 @@ from torchopt_lite import _dispatch
 from torchopt_lite._modules import extract_module_containers
 from torchopt_lite.base import GradientTransformation, UninitializedState
 from torchopt_lite.diff.explicit._checks import check_truncate_every
+from torchopt_lite.optim._state_view import check_state_like
 from torchopt_lite.typing import ModuleTensorContainers, OptState
 from torchopt_lite.update import apply_updates
 
@@ -256,20 +257,7 @@ class MetaOptimizer:
             with torch.no_grad():
                 start, stop = self._bounds[i]
                 expected = self.impl.init(tuple(c[k] for c, k in self._slots[start:stop]))
-        leaves, spec = optree.tree_flatten(state, none_is_leaf=True)
-        ref_leaves, ref_spec = optree.tree_flatten(expected, none_is_leaf=True)
-        if spec != ref_spec:
-            raise ValueError(
-                f"MetaOptimizer.load_state_dict: state of group {i} has structure {spec} but "
-                f"this optimizer's is {ref_spec}; pass a state from this optimizer and module."
-            )
-        for x, ref in zip(leaves, ref_leaves, strict=True):
-            if isinstance(ref, Tensor) and (not isinstance(x, Tensor) or x.shape != ref.shape):
-                got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-                raise ValueError(
-                    f"MetaOptimizer.load_state_dict: state of group {i} holds {got} where this "
-                    f"optimizer holds {tuple(ref.shape)}; pass a state from this module."
-                )
+        check_state_like(f"MetaOptimizer.load_state_dict: state of group {i}", state, expected)
 
 
 _NO_DEPENDENCE = (
