@@ -32,6 +32,7 @@ from torchopt_lite._moments import (
     bias_correction,
     rsqrt_denominator,
 )
+from torchopt_lite._ops import FOREACH_INPLACE, Ops
 from torchopt_lite._ops import FOREACH_PURE as PURE
 
 
@@ -79,24 +80,38 @@ class AdamStep(torch.autograd.Function):
         g, mu_new, nu_new = list(saved[:n]), list(saved[n : 2 * n]), list(saved[2 * n : 3 * n])
         lr = saved[3 * n] if ctx.lr_is_tensor else ctx.lr
         u_bar, mu_bar, nu_bar = grads[:n], grads[n : 2 * n], grads[2 * n :]
+        # One formula. With a graph (double backward) every op is out of place; without one,
+        # the ops work in place on buffers allocated here, never on the incoming gradients.
+        ops = PURE if torch.is_grad_enabled() else FOREACH_INPLACE
         a, c = adam_coefficients(ctx.count, -lr, cfg.b1, cfg.b2)
-        gm, gv = _present(mu_bar, g), _present(nu_bar, g)
+        gm: list[Tensor] | None = None
+        gv: list[Tensor] | None = None
         lr_bar = None
         if any(x is not None for x in u_bar):
-            s = rsqrt_denominator(
-                PURE, nu_new, 0.0, bias_correction=bias_correction(cfg.b2, ctx.count),
-                eps_root=cfg.eps_root,
-            )  # fmt: skip
-            denom = PURE.add_scalar(s, cfg.eps)
-            t = PURE.div(_present(u_bar, g), denom)  # u_bar / D
-            gm = PURE.add(gm, PURE.mul(t, a))
-            tm = PURE.mul(t, mu_new)
-            gv = PURE.add(gv, PURE.mul(PURE.div(PURE.div(tm, denom), s), -0.5 * a * c))
+            bc2 = bias_correction(cfg.b2, ctx.count)
+            s = rsqrt_denominator(ops, nu_new, 0.0, bias_correction=bc2, eps_root=cfg.eps_root)
+            denom = ops.fresh.add_scalar(s, cfg.eps)  # D = s + eps
+            t = ops.fresh.div(_present(u_bar, g), denom)  # u_bar / D
+            gm = ops.fresh.mul(t, a)
+            tm = ops.mul(t, mu_new)
             if ctx.lr_is_tensor and ctx.needs_input_grad[2]:
                 total = torch.stack([x.sum() for x in tm]).sum()
                 lr_bar = -total / bias_correction(cfg.b1, ctx.count)
-        g_bar = PURE.addcmul(PURE.mul(gm, 1.0 - cfg.b1), g, gv, 2.0 * (1.0 - cfg.b2))
-        return None, None, lr_bar, *g_bar, *PURE.mul(gm, cfg.b1), *PURE.mul(gv, cfg.b2)
+            gv = ops.mul(ops.div(ops.div(tm, denom), s), -0.5 * a * c)
+        gm = _accumulate(ops, gm, mu_bar, g)
+        gv = _accumulate(ops, gv, nu_bar, g)
+        g_bar = ops.addcmul(ops.fresh.mul(gm, 1.0 - cfg.b1), g, gv, 2.0 * (1.0 - cfg.b2))
+        return None, None, lr_bar, *g_bar, *ops.fresh.mul(gm, cfg.b1), *ops.fresh.mul(gv, cfg.b2)
+
+
+def _accumulate(
+    ops: Ops, total: list[Tensor] | None, extra: tuple[Tensor | None, ...], like: list[Tensor]
+) -> list[Tensor]:
+    """``total + extra`` (``total`` is ours to overwrite; ``extra``, autograd's, is only read)."""
+    if all(x is None for x in extra):
+        return total if total is not None else [torch.zeros_like(y) for y in like]
+    present = _present(extra, like)
+    return present if total is None else ops.add(total, present)
 
 
 def _present(grads: tuple[Tensor | None, ...], like: list[Tensor]) -> list[Tensor]:

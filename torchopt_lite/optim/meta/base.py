@@ -10,12 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from torchopt_lite import _dispatch
+from torchopt_lite._dispatch._boundary import check_leaves
 from torchopt_lite._modules import extract_module_containers
 from torchopt_lite.base import GradientTransformation, UninitializedState
 from torchopt_lite.diff.explicit._checks import check_truncate_every
 from torchopt_lite.optim._state_view import check_state_like
 from torchopt_lite.typing import ModuleTensorContainers, OptState
-from torchopt_lite.update import apply_updates
 
 _Slot = tuple[dict[str, Any], str]  # (a submodule's ``_parameters`` dict, a key in it)
 
@@ -214,17 +214,20 @@ class MetaOptimizer:
         state = self.state_groups[i]
         if isinstance(state, UninitializedState):
             state = self.impl.init(tuple(params))
-        if self._linear_scale is not None:  # already scale * g (see __init__); state constant
-            updates: Sequence[Tensor | None] = grads
-        elif self._plan is not None:
+        if self._plan is not None and self._linear_scale is None:
             return _dispatch.apply(
                 self._plan, params, grads, state, inplace=False, caller="MetaOptimizer.step"
             )
+        if self._linear_scale is not None:  # already scale * g (see __init__); state constant
+            check_leaves(grads, "gradients", "MetaOptimizer.step")
+            updates: Sequence[Tensor | None] = grads
         else:
             updates, state = self.impl.update(
                 tuple(grads), state, params=tuple(params), inplace=False
             )
-        return list(apply_updates(list(params), list(updates), inplace=False)), state
+        if all(u is not None for u in updates):
+            return _dispatch.choose_ops(params, inplace=False).add(params, updates), state  # type: ignore[arg-type]
+        return [p if u is None else p + u for p, u in zip(params, updates, strict=True)], state
 
     def state_dict(self) -> tuple[OptState, ...]:
         """The optimizer state of each group (references: in-place changes show in both)."""
