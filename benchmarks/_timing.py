@@ -1,4 +1,8 @@
-"""Timing and reporting helpers shared by every benchmark (1 thread, median of repeats)."""
+"""Timing and reporting helpers shared by every benchmark (1 thread, median of repeats).
+
+``python -m benchmarks --device cuda`` runs every workload on that device: tensors and modules
+are created there (the default device and the seeded generators), and timings synchronize.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,27 @@ import time
 from collections.abc import Callable
 
 import torch
+
+DEVICE = torch.device("cpu")
+
+
+def use_device(name: str) -> None:
+    """Run the workloads on ``name`` (``cpu``, ``cuda``, ...): the default device of factories."""
+    global DEVICE
+    DEVICE = torch.device(name)
+    if DEVICE.type != "cpu":  # a default device is a TorchFunctionMode: it slows every call
+        torch.set_default_device(DEVICE)
+
+
+def generator(seed: int) -> torch.Generator:
+    """A seeded generator on the benchmark device."""
+    return torch.Generator(device=DEVICE).manual_seed(seed)
+
+
+def sync() -> None:
+    """Wait for queued kernels (accelerators run asynchronously)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def single_thread() -> None:
@@ -29,9 +54,11 @@ def timeit(fn: Callable[[], object], *, repeat: int = 7, number: int = 5, warmup
     samples = []
     for _ in range(repeat):
         gc.collect()
+        sync()
         start = time.perf_counter()
         for _ in range(number):
             fn()
+        sync()
         samples.append((time.perf_counter() - start) / number)
     return statistics.median(samples)
 
@@ -62,8 +89,10 @@ def timeit_interleaved(
     for _ in range(rounds):
         for name, fn in fns.items():
             gc.collect()
+            sync()
             start = time.perf_counter()
             for _ in range(number):
                 fn()
+            sync()
             samples[name].append((time.perf_counter() - start) / number)
     return {name: statistics.median(s) for name, s in samples.items()}

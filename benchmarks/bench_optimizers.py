@@ -1,6 +1,6 @@
 """Optimizer steps side by side: torchopt_lite vs torch.optim (foreach, fused) and TorchOpt 0.7.3.
 
-Workloads (issue 2): Adam in place on 10M float32 parameters as 100 leaves of 100k and as 1000
+Workloads (issue 10): Adam in place on 10M float32 parameters as 100 leaves of 100k and as 1000
 leaves of 1k; SGD with momentum in place; the torch.optim-style classes; Adam out of place (the
 differentiable path); extra memory of an in-place Adam step. One thread; every ratio is measured
 in this one run.
@@ -13,17 +13,19 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 import torchopt_lite
-from benchmarks._timing import has, report, timeit_interleaved
+from benchmarks import _timing
+from benchmarks._timing import generator, has, report, timeit_interleaved
 
 SHAPES = {"100x100k": (100, 100_000), "1000x1k": (1000, 1_000)}
 
 
 def _tensors(n: int, size: int, seed: int) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     return [torch.randn(size, generator=gen) for _ in range(n)]
 
 
@@ -35,34 +37,21 @@ def _torch_optim_step(cls: type, params: list, grads: list, **kw: object) -> Cal
     return opt.step
 
 
-def _functional_step(opt: object, params: list, grads: list) -> Callable[[], None]:
+def _functional_step(
+    opt: Any, params: list, grads: list, apply: Callable[..., Any] = torchopt_lite.apply_updates
+) -> Callable[[], None]:
+    """``update`` + ``apply_updates`` in place (TorchOpt's pair or ours)."""
     ps = [p.clone() for p in params]
-    state = opt.init(ps)  # type: ignore[attr-defined]
+    state = opt.init(ps)
     bufs = [g.clone() for g in grads]
-    apply = torchopt_lite.apply_updates
 
     def step() -> None:
         nonlocal state
         # In place, the updates overwrite the gradient buffers (the documented contract). The
         # time of a step does not depend on the values, so every contender steps on its buffers
         # as they are, with no refresh in the timed region.
-        updates, state = opt.update(bufs, state, inplace=True)  # type: ignore[attr-defined]
+        updates, state = opt.update(bufs, state, inplace=True)
         apply(ps, updates, inplace=True)
-
-    return step
-
-
-def _torchopt_functional_step(opt: object, params: list, grads: list) -> Callable[[], None]:
-    import torchopt
-
-    ps = [p.clone() for p in params]
-    state = opt.init(ps)  # type: ignore[attr-defined]
-    bufs = [g.clone() for g in grads]
-
-    def step() -> None:
-        nonlocal state
-        updates, state = opt.update(bufs, state, inplace=True)  # type: ignore[attr-defined]
-        torchopt.apply_updates(ps, updates, inplace=True)
 
     return step
 
@@ -87,8 +76,8 @@ def bench_inplace_adam() -> None:
         if has("torchopt"):
             import torchopt
 
-            times["TorchOpt 0.7.3 adam (update+apply)"] = _torchopt_functional_step(
-                torchopt.adam(lr=1e-3), params, grads
+            times["TorchOpt 0.7.3 adam (update+apply)"] = _functional_step(
+                torchopt.adam(lr=1e-3), params, grads, torchopt.apply_updates
             )
             times["TorchOpt 0.7.3 Adam(...).step()"] = _torch_optim_step(
                 torchopt.Adam, params, grads, lr=1e-3
@@ -98,7 +87,7 @@ def bench_inplace_adam() -> None:
             f"Adam in place, {label} float32",
             measured,
             "torch.optim.Adam(fused=True)",
-            "functional <= 1.5x fused (100x100k), <= 2.5x (1000x1k); Adam class <= 1.1x",
+            "functional <= 1.5x fused (100x100k), <= 1.0x (1000x1k); Adam class <= 1.1x",
         )
 
 
@@ -123,15 +112,15 @@ def bench_inplace_sgd() -> None:
         if has("torchopt"):
             import torchopt
 
-            times["TorchOpt 0.7.3 sgd (update+apply)"] = _torchopt_functional_step(
-                torchopt.sgd(**kw), params, grads
+            times["TorchOpt 0.7.3 sgd (update+apply)"] = _functional_step(
+                torchopt.sgd(**kw), params, grads, torchopt.apply_updates
             )
         measured = timeit_interleaved(times)
         report(
             f"SGD momentum=0.9 in place, {label} float32",
             measured,
             "torch.optim.SGD(fused=True)",
-            "functional <= 1.5x fused; SGD class <= 1.1x",
+            "functional <= 1.8x fused; SGD class <= 1.1x",
         )
 
 
@@ -177,76 +166,82 @@ def bench_out_of_place_adam() -> None:
                 times[base] = _unrolled_adam(torchopt, *data)
             measured = timeit_interleaved(times, rounds=7, number=2)
             report(f"Adam out of place (differentiable), {label} float32", measured, base,
-                   "<= 0.33x TorchOpt")  # fmt: skip
+                   "update() alone <= 0.40x TorchOpt")  # fmt: skip
 
 
-MEMORY_PROBE = r"""
-import json, sys, torch
+MEMORY_N, MEMORY_SIZE = 100, 100_000
 
-def peak_kib():
-    # VmHWM: this address space's peak RSS. (getrusage's ru_maxrss would carry the parent's
-    # peak across exec on Linux and hide everything below it.)
+
+def _memory_step(which: str) -> Callable[[], None]:
+    """One in-place Adam step of ``which`` on 100x100k float32 leaves, state allocated."""
+    params, grads = _tensors(MEMORY_N, MEMORY_SIZE, 0), _tensors(MEMORY_N, MEMORY_SIZE, 1)
+    if which.startswith("torch.optim"):
+        kind = {"fused": True} if which == "torch.optim fused" else {"foreach": True}
+        return _torch_optim_step(torch.optim.Adam, params, grads, lr=1e-3, **kind)
+    lib: Any = torchopt_lite
+    if which == "torchopt":
+        import torchopt as lib
+    return _functional_step(lib.adam(lr=1e-3), params, grads, lib.apply_updates)
+
+
+def _peak_kib() -> int:
+    # VmHWM: this address space's peak RSS (getrusage's ru_maxrss would carry the parent's peak
+    # across exec on Linux and hide everything below it).
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
 
-torch.set_num_threads(1)
-which = sys.argv[1]
-n, size = 100, 100_000
-params = [torch.randn(size) for _ in range(n)]
-grads = [torch.randn(size) for _ in range(n)]
-if which == "torchopt_lite":
-    import torchopt_lite as lib
-elif which == "torchopt":
-    import torchopt as lib
-if which.startswith("torch.optim"):
-    ps = [p.requires_grad_(True) for p in params]
-    for p, g in zip(ps, grads):
-        p.grad = g
-    kind = {"fused": True} if which == "torch.optim fused" else {"foreach": True}
-    opt = torch.optim.Adam(ps, lr=1e-3, **kind)
-    for p in ps:  # allocate the state before measuring, as init does for the others
-        opt.state[p]["step"] = torch.tensor(0.0)
-        opt.state[p]["exp_avg"] = torch.zeros_like(p)
-        opt.state[p]["exp_avg_sq"] = torch.zeros_like(p)
-    step = opt.step
-else:
-    opt = lib.adam(lr=1e-3)
-    state = opt.init(params)
-    def step():
-        global state
-        updates, state = opt.update(grads, state, inplace=True)
-        lib.apply_updates(params, updates, inplace=True)
-before = peak_kib()
-for _ in range(3):
-    step()
-after = peak_kib()
-print(json.dumps({"extra_kib": after - before, "params_kib": n * size * 4 / 1024}))
-"""
+
+def _memory_child(which: str) -> None:
+    """In a fresh process: print the peak RSS growth (KiB) over 3 steps after a warm-up."""
+    torch.set_num_threads(1)
+    step = _memory_step(which)
+    step()  # warm up: code first touched (kernels, pools) is not a step's temporaries
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak (VmHWM) restarts from the current RSS
+    before = _peak_kib()
+    for _ in range(3):
+        step()
+    print(json.dumps(_peak_kib() - before))
+
+
+def _extra_kib(which: str) -> float:
+    """Peak memory above the resting state during 3 steps (after a warm-up step).
+
+    On CPU, in a fresh process with glibc's mmap threshold lowered to 64 KiB, so every temporary
+    of a leaf's size is a fresh mapping that the peak RSS sees; on an accelerator, its
+    allocator's peak in this process.
+    """
+    if _timing.DEVICE.type != "cpu":
+        step = _memory_step(which)
+        step()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 1024
+    code = f"from benchmarks.bench_optimizers import _memory_child; _memory_child({which!r})"
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def bench_memory() -> None:
-    """Peak RSS growth over 3 steps, after state allocation, in a fresh process.
-
-    glibc's mmap threshold is lowered to 64 KiB in the probe so that every temporary of a leaf's
-    size is a fresh mapping: freed temporaries cannot hide in the heap, and the peak RSS sees
-    them. ``torch.optim`` foreach (temporaries for the whole list) is the positive control.
-    """
+    """Extra peak memory of an in-place Adam step; ``torch.optim`` foreach (temporaries for the
+    whole list) is the positive control."""
     print("\n## Extra peak memory of an in-place Adam step, 100x100k float32 (40 MB of params)")
     contenders = ["torch.optim fused", "torch.optim foreach", "torchopt_lite"]
     contenders += ["torchopt"] if has("torchopt") else []
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    params_kib = MEMORY_N * MEMORY_SIZE * 4 / 1024
     for which in contenders:
-        out = subprocess.run(
-            [sys.executable, "-c", MEMORY_PROBE, which],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
+        extra = _extra_kib(which)
+        print(
+            f"  {which:<44s} {extra / 1024:8.1f} MiB   {100 * extra / params_kib:6.1f}% of params"
         )
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        share = 100.0 * result["extra_kib"] / result["params_kib"]
-        print(f"  {which:<44s} {result['extra_kib'] / 1024:8.1f} MiB   {share:6.1f}% of params")
-    print("  target: torchopt_lite <= 10% of the parameters' size (TorchOpt: ~190%)")
+    print("  target: torchopt_lite <= 10% of the parameters' size")
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 import torchopt_lite.diff.zero_order as zo
-from benchmarks._timing import has, report, single_thread, timeit
+from benchmarks._timing import generator, has, report, single_thread, timeit
 
 ROUNDS = 9
 
@@ -30,7 +30,7 @@ DIM, HIDDEN, NUM_SAMPLES, SIGMA = 1000, 64, 32, 0.1
 
 
 def _problem() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
     w = torch.randn(HIDDEN, DIM, generator=g) / DIM**0.5
     y = torch.randn(HIDDEN, generator=g)
     theta = torch.randn(DIM, generator=g)

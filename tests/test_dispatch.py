@@ -94,7 +94,6 @@ def test_scratch_chunks_equal_the_transforms(
     """In update mode the kernel writes into zeroed scratch chunks: leaves split across chunks,
     chunks of several leaves, empty leaves, all equal the transforms' own math."""
     monkeypatch.setattr(_kernels, "SCRATCH", 7)
-    monkeypatch.setattr(_kernels, "_SMALL", 3)
     gen = torch.Generator().manual_seed(0)
     sizes = [(1,), (5,), (4, 5), (0,), (2,), (3, 3)]
     leaves = [torch.randn(s, generator=gen, dtype=dtype) for s in sizes]

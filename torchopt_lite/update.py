@@ -8,7 +8,13 @@ import optree
 import torch
 
 from torchopt_lite._dispatch import choose_ops
-from torchopt_lite._dispatch._boundary import PLAIN_TENSOR_TYPES, check_writable, flatten, types
+from torchopt_lite._dispatch._boundary import (
+    PLAIN_TENSOR_TYPES,
+    check_writable,
+    flatten,
+    plain_leaves,
+    types,
+)
 from torchopt_lite.base import Params, Updates
 
 __all__ = ["apply_updates"]
@@ -38,14 +44,18 @@ def apply_updates(params: Params, updates: Updates, *, inplace: bool = True) -> 
         >>> apply_updates(p, {"w": torch.ones(2)}, inplace=False)["w"]
         tensor([1., 1.])
     """
-    p_leaves, p_spec = flatten(params)
-    u_leaves, u_spec = flatten(updates)
-    if p_spec != u_spec:
-        raise ValueError(
-            "apply_updates: updates must have the same tree structure as params; "
-            f"params: {p_spec}, updates: {u_spec}."
-        )
-    ps, us = _present_pairs(p_leaves, u_leaves)
+    ps, us = plain_leaves(params), plain_leaves(updates)
+    if ps is None or us is None or type(params) is not type(updates) or len(ps) != len(us):
+        p_leaves, p_spec = flatten(params)
+        u_leaves, u_spec = flatten(updates)
+        if p_spec != u_spec:
+            raise ValueError(
+                "apply_updates: updates must have the same tree structure as params; "
+                f"params: {p_spec}, updates: {u_spec}."
+            )
+        ps, us = _present_pairs(p_leaves, u_leaves)
+    else:
+        p_leaves, u_leaves, p_spec = ps, us, None  # every update present: no pairing
     if not ps:
         return params
     ops = choose_ops(us, inplace)
@@ -54,6 +64,8 @@ def apply_updates(params: Params, updates: Updates, *, inplace: bool = True) -> 
         with torch.no_grad():
             ops.add(ps, us)
         return params
+    if p_spec is None:
+        return type(params)(ops.add(ps, us))
     if len(ps) == len(p_leaves):
         return optree.tree_unflatten(p_spec, ops.add(ps, us))
     new = iter(ops.add(ps, us))
@@ -66,7 +78,7 @@ def _present_pairs(
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The parameters that have an update, and their updates (checked to be tensors)."""
     if types(u_leaves) <= _PLAIN and types(p_leaves) <= _PLAIN:
-        return p_leaves, u_leaves  # every update present: no pairing loop
+        return p_leaves, u_leaves  # every update present
     pairs = [(p, u) for p, u in zip(p_leaves, u_leaves, strict=True) if u is not None]
     for p, u in pairs:
         if not isinstance(p, torch.Tensor) or not isinstance(u, torch.Tensor):

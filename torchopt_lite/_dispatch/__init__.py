@@ -46,15 +46,16 @@ class Leafwise(NamedTuple):
     ``init(leaves) -> state`` and ``update(leaves, state, params_leaves, ops) -> (leaves, state)``
     where ``ops`` is the namespace the dispatch picked (its ``inplace`` flag is the mode).
     Per-leaf state fields are tuples of tensors in the leaves' order. ``kind`` tells the
-    dispatch what the transformation is (``None``: nothing to fuse); ``check(leaves, state)``
-    validates the state before any part of a step writes; ``needs_params`` names the
-    transformation that reads the parameters, for the error raised when they are missing.
+    dispatch what the transformation is (``None``: nothing to fuse); ``check(facts, state)``
+    validates the state against the leaves (:class:`~torchopt_lite._dispatch._boundary.Facts`)
+    before any part of a step writes; ``needs_params`` names the transformation that reads the
+    parameters, for the error raised when they are missing.
     """
 
     init: Callable[[Sequence[Tensor]], Any]
     update: Callable[[list[Tensor], Any, list[Tensor] | None, Ops], tuple[list[Tensor], Any]]
     kind: Any = None
-    check: Callable[[list[Tensor], Any], None] | None = None
+    check: Callable[[b.Facts, Any], None] | None = None
     needs_params: str = ""
 
 
@@ -137,7 +138,7 @@ def _flip_first(
 
 def _fused_adam(
     run: AdamRun, parts: Parts, g: list[Tensor], states: list[Any], params: Any, ops: Ops,
-    apply: bool,
+    apply: bool, facts: b.Facts,
 ) -> Result:  # fmt: skip
     """torch's fused Adam(W) kernel, in place (a float ``lr``, no ``eps_root``)."""
     if not ops.inplace or not isinstance(run.lr, float) or run.adam.eps_root != 0.0:
@@ -147,7 +148,7 @@ def _fused_adam(
         return None
     s = states[run.anchor - run.start]
     mu, nu = list(s.mu), list(s.nu)
-    groups = kernel_groups([params, g, mu, nu] if apply else [g, mu, nu])
+    groups = kernel_groups([params, g, mu, nu] if apply else [g, mu, nu], facts)
     if groups is None:
         return None
     if not apply:
@@ -165,7 +166,7 @@ def _fused_adam(
 
 def _adam_node(
     run: AdamRun, parts: Parts, g: list[Tensor], states: list[Any], params: Any, ops: Ops,
-    apply: bool,
+    apply: bool, facts: b.Facts,
 ) -> Result:  # fmt: skip
     """Out of place: one :class:`~torchopt_lite._dispatch._adam_node.AdamStep` node."""
     lr = run.lr
@@ -185,7 +186,7 @@ def _adam_node(
 
 def _fused_sgd(
     run: SgdRun, parts: Parts, g: list[Tensor], states: list[Any], params: Any, ops: Ops,
-    apply: bool,
+    apply: bool, facts: b.Facts,
 ) -> Result:  # fmt: skip
     """torch's fused SGD kernel, in place (a float ``lr``)."""
     if not ops.inplace or (not apply and run.trace is None):  # plain SGD: one multiply already
@@ -199,7 +200,7 @@ def _fused_sgd(
             return None  # the first-step flag would need a host sync
         first = bool(s.count == 0)
     lists = [params, g] if apply else [g]
-    groups = kernel_groups([*lists, buffers] if buffers else lists)
+    groups = kernel_groups([*lists, buffers] if buffers else lists, facts)
     if groups is None:
         return None
     if not apply:
@@ -253,7 +254,7 @@ class Plan:
         states = tuple(p.init(leaves) for p in self.parts)
         return states if self.chained else states[0]
 
-    def check(self, leaves: list[Tensor], state: Any) -> None:
+    def check(self, facts: b.Facts, state: Any) -> None:
         """Validate ``state`` for every part before any part writes."""
         if self.chained:
             n = len(self.parts)
@@ -268,10 +269,16 @@ class Plan:
             states = (state,)
         for part, s in zip(self.parts, states, strict=True):
             if part.check is not None:
-                part.check(leaves, s)
+                part.check(facts, s)
 
     def run(
-        self, g: list[Tensor], state: Any, params: list[Tensor] | None, ops: Ops, apply: bool
+        self,
+        g: list[Tensor],
+        state: Any,
+        params: list[Tensor] | None,
+        ops: Ops,
+        apply: bool,
+        facts: b.Facts,
     ) -> tuple[list[Tensor], Any]:
         """The step on normalized leaves: the updates (or, with ``apply``, the new params)."""
         states = list(state) if self.chained else [state]
@@ -279,7 +286,7 @@ class Plan:
             whole = self.runs.get(0)
             if whole is not None and whole[0].stop == len(self.parts):
                 for render in whole[1]:
-                    out = render(whole[0], self.parts, g, states, params, ops, True)
+                    out = render(whole[0], self.parts, g, states, params, ops, True, facts)
                     if out is not None:
                         return out[0], self._pack(out[1])
         if apply and ops.inplace:  # the gradients are only read: the parts write copies
@@ -293,7 +300,7 @@ class Plan:
                 run, renderings = found
                 sub = states[run.start : run.stop]
                 for render in renderings:
-                    out = render(run, self.parts, g, sub, params, ops, False)
+                    out = render(run, self.parts, g, sub, params, ops, False, facts)
                     if out is not None:
                         g = out[0]
                         new.extend(out[1])
@@ -348,28 +355,32 @@ def step(
     inplace: bool,
     apply: bool = False,
     trusted: bool = False,
+    real: bool = False,
 ) -> tuple[list[Tensor], Any]:
     """One step on flat lists of present leaves (checked tensors): ``(updates, state)``, or with
     ``apply`` ``(new params, state)`` (in place: ``params`` themselves, ``g`` only read).
 
-    ``trusted`` skips the state checks (a state the caller built with ``plan.init``).
+    ``trusted`` skips the state checks (a state the caller built with ``plan.init``); ``real``
+    says no leaf is complex (the caller has read it already).
     """
+    facts = b.Facts.of(g, real=real)
     if not trusted:
-        plan.check(g, state)
+        plan.check(facts, state)
     if plan.needs_params and params is None:
         raise ValueError(b.PARAMS_REQUIRED.format(caller=plan.needs_params))
     if inplace and apply:
         b.check_writable(params or [], "params", "step")
     elif inplace:
-        g = b.writable(g)
-    mask = b.complex_mask(g)
+        facts = b.writable(facts)
+        g = facts.leaves
+    mask = facts.complex
     if mask is None:
-        return _run(plan, g, state, params, inplace, apply)
+        return _run(plan, g, state, params, inplace, apply, facts)
     n = len(g)
     real_state = b.map_leaf_tuples(state, n, lambda field: tuple(b.as_real(field, mask)))
     real_g = b.as_real(g, mask)
     real_p = None if params is None else b.as_real(params, mask)
-    out, new_state = _run(plan, real_g, real_state, real_p, inplace, apply)
+    out, new_state = _run(plan, real_g, real_state, real_p, inplace, apply, b.Facts.of(real_g))
     if apply:
         assert params is not None and real_p is not None
         out = b.as_complex(out, mask, params, real_p)
@@ -379,13 +390,19 @@ def step(
 
 
 def _run(
-    plan: Plan, g: list[Tensor], state: Any, params: list[Tensor] | None, inplace: bool, apply: bool
+    plan: Plan,
+    g: list[Tensor],
+    state: Any,
+    params: list[Tensor] | None,
+    inplace: bool,
+    apply: bool,
+    facts: b.Facts,
 ) -> tuple[list[Tensor], Any]:
     ops = choose_ops(g, inplace)
     if inplace:
         with torch.no_grad():
-            return plan.run(g, state, params, ops, apply)
-    return plan.run(g, state, params, ops, apply)
+            return plan.run(g, state, params, ops, apply, facts)
+    return plan.run(g, state, params, ops, apply, facts)
 
 
 def _restore_complex(new: Any, views: Any, originals: Any, n: int, mask: list[bool]) -> Any:
@@ -415,7 +432,8 @@ def update(
     ``None`` updates (parameters without a gradient) pass through as ``None``; the transforms
     see only the present leaves and the matching entries of per-leaf state are left unchanged.
     """
-    leaves, spec = b.flatten_tensors(updates, "updates", "update")
+    leaves, spec = b.flatten(updates)
+    real = b.check_leaves(leaves, "updates", "update", spec)
     p_leaves: list[Any] | None = None
     if params is not None:
         p_leaves, p_spec = b.flatten(params)
@@ -431,7 +449,7 @@ def update(
         b.check_leaves([p_leaves[i] for i in present], "params", "update")
     n = len(leaves)
     if len(present) == n:
-        out, new_state = step(plan, leaves, state, p_leaves, inplace=inplace)
+        out, new_state = step(plan, leaves, state, p_leaves, inplace=inplace, real=real)
         return optree.tree_unflatten(spec, out), new_state
     sub_p = None if p_leaves is None else [p_leaves[i] for i in present]
     sub, sub_new = step(
@@ -455,11 +473,14 @@ def apply(
     """Step ``params`` by ``grads`` (a state from ``plan.init(params)``): the parameters after
     the step (in place: the same tensors) and the new state. Parameters without a gradient are
     left as they are."""
-    b.check_leaves(grads, "gradients", caller)
+    real = b.check_leaves(grads, "gradients", caller)
     present = [i for i, x in enumerate(grads) if x is not None]
     n = len(grads)
     if len(present) == n:
-        return step(plan, grads, state, params, inplace=inplace, apply=True, trusted=True)  # type: ignore[arg-type]
+        dense: list[Tensor] = grads  # type: ignore[assignment]  # no None: all present
+        return step(
+            plan, dense, state, params, inplace=inplace, apply=True, trusted=True, real=real
+        )
     sub_p = [params[i] for i in present]
     sub_g: list[Tensor] = [grads[i] for i in present]  # type: ignore[misc]
     new_p, sub_new = step(

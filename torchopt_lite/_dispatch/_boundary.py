@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import optree
 import torch
@@ -24,7 +24,10 @@ PLAIN_TENSOR_TYPES = (Tensor, torch.nn.Parameter)
 _PLAIN_TYPES = frozenset(PLAIN_TENSOR_TYPES)
 _STRIDED = frozenset([torch.strided])
 
-_METHODS = ("size", "is_contiguous", "is_complex", "is_floating_point", "numel", "data_ptr")
+_METHODS = (
+    "size", "dim", "is_contiguous", "is_complex", "is_floating_point", "numel", "data_ptr",
+    "get_device",
+)  # fmt: skip
 _GETTERS: dict[str, Callable[[Any], Any]] = {
     **{name: getattr(Tensor, name) for name in _METHODS},
     **{name: operator.attrgetter(name) for name in ("dtype", "layout", "is_cpu", "nbytes")},
@@ -41,6 +44,15 @@ def each(name: str, xs: Sequence[Any]) -> list[Any]:
     return list(map(_GETTERS[name], xs))
 
 
+def same(name: str, xs: Sequence[Any], ys: Sequence[Any]) -> bool:
+    """Whether ``x.<name> == y.<name>`` for every pair, streamed: no list of the values is kept
+    (a list of 1000 shapes is 1000 live tuples for the garbage collector to walk)."""
+    if torch.compiler.is_compiling():
+        return all(a == b for a, b in zip(each(name, xs), each(name, ys), strict=True))
+    getter = _GETTERS[name]
+    return all(map(operator.eq, map(getter, xs), map(getter, ys)))
+
+
 def types(xs: Sequence[Any]) -> set[type]:
     """The set of the types of ``xs``."""
     if torch.compiler.is_compiling():
@@ -54,27 +66,39 @@ def _sequence_spec(is_list: bool, n: int) -> optree.PyTreeSpec:
     return optree.tree_structure(template, none_is_leaf=True)
 
 
+def plain_leaves(tree: Any) -> list[Tensor] | None:
+    """``tree`` as a list when it is a list or tuple of plain tensors (its own leaves), else
+    ``None``."""
+    kind = type(tree)
+    if (kind is list or kind is tuple) and types(tree) <= _PLAIN_TYPES:
+        return list(tree)
+    return None
+
+
 def flatten(tree: Any) -> tuple[list[Any], optree.PyTreeSpec]:
     """``optree.tree_flatten(tree, none_is_leaf=True)``, fast for a list or tuple of tensors.
 
     optree spends ~160 ns a leaf (0.20); a flat list of plain tensors, the common case on the
     hot path, is its own leaf list, with one cached spec per length.
     """
-    kind = type(tree)
-    if (kind is list or kind is tuple) and types(tree) <= _PLAIN_TYPES:
-        return list(tree), _sequence_spec(kind is list, len(tree))
+    leaves = plain_leaves(tree)
+    if leaves is not None:
+        return leaves, _sequence_spec(type(tree) is list, len(leaves))
     return optree.tree_flatten(tree, none_is_leaf=True)
 
 
-def check_leaves(leaves: Sequence[Any], name: str, caller: str, spec: Any = None) -> None:
+def check_leaves(leaves: Sequence[Any], name: str, caller: str, spec: Any = None) -> bool:
     """Every leaf is ``None`` or a dense (strided) floating-point or complex tensor.
+
+    Returns:
+        Whether every leaf is a real floating-point tensor (no ``None``, no complex).
 
     Raises:
         TypeError: a leaf is not a tensor, has an integer or boolean dtype, or is sparse.
     """
     try:
         if all(each("is_floating_point", leaves)) and set(each("layout", leaves)) <= _STRIDED:
-            return  # the common case, without a Python loop
+            return True  # the common case, without a Python loop
     except TypeError:  # a None or non-tensor leaf: the loop below says which
         pass
     for leaf in leaves:
@@ -96,6 +120,7 @@ def check_leaves(leaves: Sequence[Any], name: str, caller: str, spec: Any = None
                 f"{caller}: {name} must have floating-point (or complex) dtype; got {leaf.dtype}. "
                 "Cast integer tensors with .float() before optimizing them."
             )
+    return False
 
 
 def flatten_tensors(tree: Any, name: str, caller: str) -> tuple[list[Any], optree.PyTreeSpec]:
@@ -157,22 +182,52 @@ def merge(old: Any, new: Any, index: list[int], n: int) -> Any:
     return new
 
 
-def check_leaf_state(
-    caller: str, state_type: type, fields: tuple[str, ...], leaves: list[Tensor], state: Any
-) -> None:
-    """``state`` is a ``state_type`` whose per-leaf ``fields`` match the leaves exactly.
+class Facts(NamedTuple):
+    """What a step needs to know of its leaves, read once (each read is a pass over them)."""
 
-    Shapes, dtypes and devices must match: a state from other parameters would otherwise be
-    broadcast, or read out of bounds by a fused kernel.
+    leaves: list[Tensor]
+    dtypes: list[torch.dtype]
+    devices: list[int]  # Tensor.get_device: -1 on the CPU, the index on an accelerator
+    numels: list[int]
+    on_cpu: bool  # every leaf on the CPU
+    dense: bool  # every leaf contiguous
+    complex: list[bool] | None  # which leaves are complex; None when none is
+
+    @classmethod
+    def of(cls, leaves: list[Tensor], *, real: bool = False) -> Facts:
+        """Read the facts; ``real``: the caller knows no leaf is complex."""
+        mask = None
+        if not real and any(each("is_complex", leaves)):
+            mask = [x.is_complex() for x in leaves]
+        devices = each("get_device", leaves)
+        return cls(
+            leaves,
+            each("dtype", leaves),
+            devices,
+            each("numel", leaves),
+            set(devices) <= {-1} and all(each("is_cpu", leaves[:1])),
+            all(each("is_contiguous", leaves)),
+            mask,
+        )
+
+
+def check_leaf_state(
+    caller: str, state_type: type, fields: tuple[str, ...], facts: Facts, state: Any
+) -> None:
+    """``state`` is a ``state_type`` whose per-leaf ``fields`` match the leaves.
+
+    Dtypes, devices and sizes must match: a state from other parameters would otherwise be
+    broadcast, or read out of bounds by a fused kernel. The first field's shapes are compared
+    whole; the others' element counts (fields come from one ``init``, so a state that passes
+    with permuted shapes in a second field has been assembled by hand).
     """
     if not isinstance(state, state_type):
         raise ValueError(
             f"{caller}: state is {type(state).__name__}, expected {state_type.__name__}; pass "
             "the state returned by this optimizer's init(), not another optimizer's."
         )
-    shapes = each("size", leaves)
-    dtypes = each("dtype", leaves)
-    for field in fields:
+    leaves = facts.leaves
+    for k, field in enumerate(fields):
         buffers = getattr(state, field)
         if type(buffers) is not tuple:
             raise ValueError(
@@ -186,28 +241,24 @@ def check_leaf_state(
                 "to init()."
             )
         if (
-            each("size", buffers) == shapes
-            and each("dtype", buffers) == dtypes
-            and _same_devices(leaves, buffers)
+            (same("size", buffers, leaves) if k == 0 else each("numel", buffers) == facts.numels)
+            and each("dtype", buffers) == facts.dtypes
+            and each("get_device", buffers) == facts.devices
+            and (facts.on_cpu or [x.device for x in leaves] == [y.device for y in buffers])
         ):
             continue
         for i, (g, b) in enumerate(zip(leaves, buffers, strict=True)):
-            if g.shape != b.shape or g.dtype != b.dtype or g.device != b.device:
+            size = g.shape != b.shape if k == 0 else g.numel() != b.numel()
+            if size or g.dtype != b.dtype or g.device != b.device:
                 raise ValueError(
                     f"{caller}: update leaf {i} is {_describe(g)} but state.{field}[{i}] is "
                     f"{_describe(b)}; updates must match the params given to init()."
                 )
 
 
-def state_check(caller: str, state_type: type, *fields: str) -> Callable[[list[Tensor], Any], None]:
+def state_check(caller: str, state_type: type, *fields: str) -> Callable[[Facts, Any], None]:
     """A ``Leafwise.check``: :func:`check_leaf_state` for this transformation's state."""
     return functools.partial(check_leaf_state, caller, state_type, fields)
-
-
-def _same_devices(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> bool:
-    if all(each("is_cpu", xs)) and all(each("is_cpu", ys)):
-        return True
-    return [x.device for x in xs] == [y.device for y in ys]
 
 
 def _describe(x: Tensor) -> str:
@@ -215,13 +266,6 @@ def _describe(x: Tensor) -> str:
 
 
 # -- complex leaves as real views ---------------------------------------------------------------
-
-
-def complex_mask(leaves: Sequence[Tensor]) -> list[bool] | None:
-    """Which leaves are complex (``None`` when none is, the common case)."""
-    if not any(each("is_complex", leaves)):
-        return None
-    return [x.is_complex() for x in leaves]
 
 
 def as_real(xs: Sequence[Tensor], mask: list[bool]) -> list[Tensor]:
@@ -270,18 +314,24 @@ def _extent(x: Tensor) -> int:
     return (last + 1) * x.element_size()
 
 
-def writable(leaves: list[Tensor]) -> list[Tensor]:
+def writable(facts: Facts) -> Facts:
     """Buffers an in-place step may overwrite element by element, one per leaf.
 
     A leaf whose own elements share memory (a stride-0 expanded gradient, as
     ``autograd.grad(w.sum(), w)`` returns) or that shares memory with an earlier leaf (one
     tensor passed for two leaves, overlapping views) is replaced by a dense copy, so each leaf's
-    result depends on its own input only.
+    result depends on its own input only. Returns the facts of the buffers.
     """
+    leaves, dense = facts.leaves, facts.dense
     out = leaves
-    dense = all(each("is_contiguous", leaves))
     if not dense:
         out = [x if x.is_contiguous() or _no_internal_overlap(x) else x.contiguous() for x in out]
+        dense = all(each("is_contiguous", out))
+    return facts._replace(leaves=_distinct(out, dense), dense=dense)
+
+
+def _distinct(out: list[Tensor], dense: bool) -> list[Tensor]:
+    """``out`` with a leaf that shares memory with another one copied."""
     if torch.compiler.is_compiling():  # no addresses under a trace; identity is all we can see
         seen: set[int] = set()
         copies = []

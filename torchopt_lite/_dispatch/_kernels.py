@@ -23,35 +23,33 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_fused_kernels_supported_devices
 
-from torchopt_lite._dispatch._boundary import each
+from torchopt_lite._dispatch._boundary import Facts, each
 from torchopt_lite._ops import FOREACH_INPLACE
 
 KERNEL_DTYPES = (torch.float32, torch.float64)
-SCRATCH = 1 << 17  # elements of scratch per chunk of the update mode
-_SMALL = 1 << 14  # leaves below this many elements get their own zeroed buffer (no slicing)
+SCRATCH = 1 << 18  # elements of scratch per chunk of the update mode
 _DEVICES = frozenset(_get_fused_kernels_supported_devices())
 
 Lists = list[list[Tensor]]
 
 
-def kernel_groups(lists: Lists) -> list[Lists] | None:
+def kernel_groups(lists: Lists, facts: Facts) -> list[Lists] | None:
     """``lists`` split by (device, dtype) for a fused kernel, or ``None`` if it cannot take them.
 
-    ``lists[k][i]`` is the ``k``-th tensor of leaf ``i``; a leaf's tensors must share shape,
-    dtype and device (the boundary has checked the state; parameters are checked here).
+    ``lists[k][i]`` is the ``k``-th tensor of leaf ``i``. ``facts`` describe the gradients, one
+    of the lists; the others match them in shape, dtype and device (the boundary has checked the
+    state, and torch keeps a parameter's ``.grad`` like the parameter).
     """
-    first = lists[0]
     if (
-        not first
+        not lists[0]
         or torch.compiler.is_compiling()
         or torch._C._functorch.maybe_current_level() is not None
-        or not all(all(each("is_contiguous", xs)) for xs in lists)
+        or not facts.dense
+        or not all(xs is facts.leaves or all(each("is_contiguous", xs)) for xs in lists)
     ):
         return None
-    dtypes = each("dtype", first)
-    if any(each("dtype", xs) != dtypes for xs in lists[1:]):
-        return None
-    if len(set(dtypes)) == 1 and all(all(each("is_cpu", xs)) for xs in lists):
+    dtypes = facts.dtypes
+    if facts.on_cpu and len(set(dtypes)) == 1:
         return [lists] if dtypes[0] in KERNEL_DTYPES and "cpu" in _DEVICES else None
     grouped = torch._C._group_tensors_by_device_and_dtype(lists, False)  # type: ignore[arg-type]
     out: list[Lists] = []
@@ -59,8 +57,6 @@ def kernel_groups(lists: Lists) -> list[Lists] | None:
         if dtype not in KERNEL_DTYPES or device.type not in _DEVICES:
             return None
         out.append([[x for x in xs if x is not None] for xs in group])
-    if sum(len(group[0]) for group in out) != len(first):  # a leaf's tensors on two devices
-        return None
     return out
 
 
@@ -70,43 +66,43 @@ def _steps(count: Tensor, like: Tensor, n: int) -> list[Tensor]:
     return [step] * n
 
 
-def _pieces(lists: Lists) -> Iterator[Lists]:
-    """Chunks of at most ``SCRATCH`` elements; a larger leaf is cut into flat slices."""
+def _pieces(lists: Lists, numels: list[int]) -> Iterator[tuple[Lists, list[int]]]:
+    """Chunks of at most ``SCRATCH`` elements (and their leaves' sizes); a larger leaf is cut
+    into flat slices."""
     start = size = 0
-    for i, numel in enumerate(map(Tensor.numel, lists[0])):
+    for i, numel in enumerate(numels):
         if numel > SCRATCH:
             if i > start:
-                yield [xs[start:i] for xs in lists]
+                yield [xs[start:i] for xs in lists], numels[start:i]
             flat = [xs[i].view(-1) for xs in lists]
             for a in range(0, numel, SCRATCH):
-                yield [[f[a : a + SCRATCH]] for f in flat]
+                piece = [[f[a : a + SCRATCH]] for f in flat]
+                yield piece, [piece[0][0].numel()]
             start, size = i + 1, 0
             continue
         if size + numel > SCRATCH and i > start:
-            yield [xs[start:i] for xs in lists]
+            yield [xs[start:i] for xs in lists], numels[start:i]
             start, size = i, 0
         size += numel
-    if start < len(lists[0]):
-        yield [xs[start:] for xs in lists]
+    if start < len(numels):
+        yield [xs[start:] for xs in lists], numels[start:]
 
 
-def through_scratch(lists: Lists, kernel: Callable[[list[Tensor], Lists], None]) -> None:
+def through_scratch(
+    lists: Lists, numels: list[int], kernel: Callable[[list[Tensor], Lists], None]
+) -> None:
     """Run ``kernel(u, chunk)`` chunk by chunk on zeroed ``u``, then ``chunk[0] <- u``.
 
-    Small leaves get their own zeroed buffers (a heap allocation); larger ones views of one
-    scratch buffer, allocated once (fresh mappings would fault in every page each time).
+    ``u`` is one scratch buffer, allocated once, zeroed per chunk with one fill and split into a
+    view per leaf (a fresh mapping per chunk would fault in every page each time).
     """
-    scratch = lists[0][0].new_empty(min(SCRATCH, sum(map(Tensor.numel, lists[0]))))
-    for piece in _pieces(lists):
-        u: list[Tensor] = []
-        offset = 0
-        for x in piece[0]:
-            numel = x.numel()
-            if numel < _SMALL:
-                u.append(torch.zeros_like(x))
-            else:
-                u.append(scratch[offset : offset + numel].view_as(x).zero_())
-                offset += numel
+    scratch = lists[0][0].new_empty(min(SCRATCH, sum(numels)))
+    for piece, sizes in _pieces(lists, numels):
+        flat = scratch[: sum(sizes)]
+        flat.zero_()
+        u = list(flat.split_with_sizes(sizes))
+        if any(d != 1 for d in each("dim", piece[0])):
+            u = [y.view(x.shape) for x, y in zip(piece[0], u, strict=True)]
         kernel(u, piece)
         torch._foreach_copy_(piece[0], u)
 
@@ -144,7 +140,8 @@ def adam_kernel(
         if apply:
             call(group[0], group[1:], steps, weight_decay)
         else:
-            through_scratch(group, functools.partial(call, steps=steps, decay=0.0))
+            numels = each("numel", group[0])
+            through_scratch(group, numels, functools.partial(call, steps=steps, decay=0.0))
 
 
 def sgd_kernel(
@@ -176,7 +173,8 @@ def sgd_kernel(
         if apply:
             call(group[0], group[1:], weight_decay)
         else:
-            through_scratch(group, functools.partial(call, decay=0.0))
+            numels = each("numel", group[0])
+            through_scratch(group, numels, functools.partial(call, decay=0.0))
 
 
 def fused_adam_update(
@@ -195,13 +193,14 @@ def fused_adam_update(
     The kernel updates copies of the moments and writes ``0 - lr * step`` into zeroed update
     buffers, reading ``g`` only; a tensor ``lr`` scales the result afterwards.
     """
-    if eps_root != 0.0 or kernel_groups([g, mu, nu]) is None:
+    facts = Facts.of(g)
+    if eps_root != 0.0 or kernel_groups([g, mu, nu], facts) is None:
         return None
     u = [torch.zeros_like(x) for x in g]
     mu_new = [x.clone() for x in mu]
     nu_new = [x.clone() for x in nu]
     unit = 1.0 if isinstance(lr, Tensor) else float(lr)
-    groups = kernel_groups([u, g, mu_new, nu_new]) or []
+    groups = kernel_groups([u, g, mu_new, nu_new], facts) or []
     adam_kernel(
         groups, count, apply=True, lr=unit, b1=b1, b2=b2, eps=eps, weight_decay=0.0,
         decoupled=False, maximize=False,
