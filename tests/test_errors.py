@@ -425,7 +425,7 @@ def test_optimizer_impl_must_be_a_transformation() -> None:
 
 def test_optimizer_sparse_gradients() -> None:
     p = torch.zeros(3, requires_grad=True)
-    opt = torchopt_lite.SGD([p], lr=0.1, momentum=0.9)
+    opt = torchopt_lite.Adam([p], lr=0.1)
     p.grad = torch.ones(3).to_sparse()
     with pytest.raises(TypeError, match=r"Optimizer: sparse gradients are not supported"):
         opt.step()

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import Tensor, nn
 
 import torchopt_lite
@@ -158,3 +160,63 @@ def test_low_precision(case: Case, api: str, dtype: torch.dtype, layout: str) ->
 def test_cuda_layouts(case: Case, api: str, layout: str) -> None:
     """The same contract on CUDA (float32: the fused kernels run there, float64 is slow)."""
     check(case, api, layout, torch.float32, device="cuda")
+
+
+# -- random layouts (hypothesis) ----------------------------------------------------------------
+
+LAYOUT = st.sampled_from(["contiguous", "transposed", "strided", "expanded", "aliased"])
+
+
+def _in_layout(values: Tensor, layout: str, previous: Tensor | None) -> Tensor:
+    """``values`` (for a gradient) in ``layout``; "aliased" reuses the previous leaf's tensor
+    when it has the same shape."""
+    if layout == "transposed" and values.dim() == 2:
+        return values.t().contiguous().t()
+    if layout == "strided" and values.dim() >= 1:
+        storage = torch.zeros((*values.shape[:-1], 3 * values.shape[-1]), dtype=values.dtype)
+        view = storage[..., ::3]
+        view.copy_(values)
+        return view
+    if layout == "expanded" and values.numel():
+        return values.reshape(-1)[:1].reshape([1] * values.dim()).expand(values.shape)
+    if layout == "aliased" and previous is not None and previous.shape == values.shape:
+        return previous
+    return values
+
+
+@settings(max_examples=40, deadline=None, database=None, derandomize=True)
+@given(
+    case=st.sampled_from(CASES),
+    shapes=st.lists(
+        st.lists(st.integers(0, 3), min_size=0, max_size=2).map(tuple), min_size=1, max_size=3
+    ),
+    layouts=st.lists(LAYOUT, min_size=3, max_size=3),
+    inplace=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_layouts_match_torch_optim(
+    case: Case, shapes: list, layouts: list, inplace: bool, seed: int
+) -> None:
+    """Any mix of gradient layouts, shapes (0-d and empty included): the functional step
+    equals torch.optim's, and in place it writes nothing but the leaves."""
+    gen = torch.Generator().manual_seed(seed)
+    params0 = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+    steps = [[torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes] for _ in range(2)]
+    ref = [p.clone() for p in params0]
+    torch_opt = case.torch_cls(ref, **case.torch_kwargs)
+    opt = case.make()
+    params = [p.clone() for p in params0]
+    state = opt.init(params)
+    for values in steps:
+        grads: list[Tensor] = []
+        for v, layout in zip(values, layouts, strict=False):
+            grads.append(_in_layout(v, layout, grads[-1] if grads else None))
+        grads += values[len(grads) :]
+        expected_grads = [g.clone() for g in grads]
+        for p, g in zip(ref, expected_grads, strict=True):
+            p.grad = g
+        torch_opt.step()
+        updates, state = opt.update(grads, state, params=params, inplace=inplace)
+        params = torchopt_lite.apply_updates(params, updates, inplace=inplace)
+        for a, b in zip(params, ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

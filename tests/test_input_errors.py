@@ -24,8 +24,60 @@ def _unchanged(before: list[torch.Tensor], tree: object) -> None:
         assert torch.equal(a, b.detach())
 
 
+# torch.optim takes sparse gradients for these, without weight decay (SGD fails on add(sparse,
+# dense), Adagrad refuses); here the dense math applies to those too.
+SPARSE_OK = ("sgd", "adagrad")
+DENSE_ONLY = [c for c in CASES if c.alias not in SPARSE_OK]
+
+
+def _sparse_grads(k: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(k)
+    grads = [
+        torch.randn(3, 2, generator=gen, dtype=torch.float64),
+        torch.randn(4, dtype=torch.float64, generator=gen),
+    ]
+    grads[0][1] = 0.0  # a row without gradient
+    grads[1][2:] = 0.0
+    return [g.to_sparse() for g in grads]
+
+
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks are implicitly disabled")
+@pytest.mark.parametrize("api", ["inplace", "pure", "class"])
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if c.alias in SPARSE_OK and not c.kwargs.get("weight_decay")],
+    ids=lambda c: c.id,
+)
+def test_sparse_gradients_where_torch_optim_takes_them(case: Case, api: str) -> None:
+    """SGD and AdaGrad step on sparse gradients as torch.optim does (computed densely)."""
+    params0 = [torch.randn(3, 2, dtype=torch.float64), torch.randn(4, dtype=torch.float64)]
+    ref = [p.clone() for p in params0]
+    torch_opt = case.torch_cls(ref, **case.torch_kwargs)
+    params = [p.clone() for p in params0]
+    if api == "class":
+        ours = getattr(torchopt_lite, OOP[case.alias])(params, **case.kwargs)
+    else:
+        opt = case.make()
+        state = opt.init(params)
+    for k in range(3):
+        for p, g in zip(ref, _sparse_grads(k), strict=True):
+            p.grad = g
+        torch_opt.step()
+        if api == "class":
+            for p, g in zip(params, _sparse_grads(k), strict=True):
+                p.grad = g
+            ours.step()
+        else:
+            updates, state = opt.update(
+                _sparse_grads(k), state, params=params, inplace=api == "inplace"
+            )
+            params = torchopt_lite.apply_updates(params, updates, inplace=api == "inplace")
+        for a, b in zip(params, ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("inplace", [True, False], ids=["inplace", "pure"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", DENSE_ONLY, ids=lambda c: c.id)
 def test_sparse_gradients_are_refused_before_any_write(case: Case, inplace: bool) -> None:
     opt = case.make()
     params = [torch.randn(3, 2), torch.randn(4)]
@@ -40,7 +92,7 @@ def test_sparse_gradients_are_refused_before_any_write(case: Case, inplace: bool
     assert torch.equal(grads[0], torch.ones(3, 2))
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", DENSE_ONLY, ids=lambda c: c.id)
 def test_class_refuses_sparse_gradients_before_any_write(case: Case) -> None:
     params = [torch.randn(3, 2, requires_grad=True), torch.randn(4, requires_grad=True)]
     opt = getattr(torchopt_lite, OOP[case.alias])(params, **case.kwargs)
@@ -61,6 +113,21 @@ def test_meta_optimizer_refuses_sparse_gradients_before_any_write() -> None:
     with pytest.raises(TypeError, match=r"MetaOptimizer.step: sparse gradients are not supported"):
         opt.step(net(torch.tensor([1, 2])).sum())
     _unchanged(before, list(net.parameters()))
+
+
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks are implicitly disabled")
+@pytest.mark.parametrize("kwargs", [{}, {"momentum": 0.9}])
+def test_meta_sgd_steps_on_sparse_gradients(kwargs: dict) -> None:
+    """An nn.Embedding(sparse=True) gives sparse gradients; MetaSGD steps as on dense ones."""
+    results = []
+    for sparse in (True, False):
+        torch.manual_seed(0)
+        net = nn.Embedding(5, 3, sparse=sparse).double()
+        opt = torchopt_lite.MetaSGD(net, lr=0.1, **kwargs)
+        for _ in range(2):
+            opt.step((net(torch.tensor([1, 2, 2])) ** 2).sum())
+        results.append(net.weight.detach().clone())
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
 
 
 def test_integer_parameters_are_refused_at_init() -> None:

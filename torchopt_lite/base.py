@@ -236,7 +236,9 @@ def _chain_trees(
 
 
 def _identity_leafwise() -> Leafwise:
-    return Leafwise(lambda leaves: EmptyState(), lambda g, s, p, ops: (g, s), kind=Identity())
+    return Leafwise(
+        lambda leaves: EmptyState(), lambda g, s, p, ops: (g, s), kind=Identity(), sparse=True
+    )
 
 
 class IdentityGradientTransformation(GradientTransformation):

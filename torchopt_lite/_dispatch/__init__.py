@@ -49,7 +49,9 @@ class Leafwise(NamedTuple):
     dispatch what the transformation is (``None``: nothing to fuse); ``check(facts, state)``
     validates the state against the leaves (:class:`~torchopt_lite._dispatch._boundary.Facts`)
     before any part of a step writes; ``needs_params`` names the transformation that reads the
-    parameters, for the error raised when they are missing.
+    parameters, for the error raised when they are missing; ``sparse`` says that its math on
+    the dense form of a sparse gradient is ``torch.optim``'s on the sparse one (a chain takes
+    sparse gradients when all its parts do, as ``torch.optim.SGD`` and ``Adagrad`` do).
     """
 
     init: Callable[[Sequence[Tensor]], Any]
@@ -57,6 +59,7 @@ class Leafwise(NamedTuple):
     kind: Any = None
     check: Callable[[b.Facts, Any], None] | None = None
     needs_params: str = ""
+    sparse: bool = False
 
 
 # -- runs the rules recognise -------------------------------------------------------------------
@@ -237,6 +240,7 @@ class Plan:
         self.parts = tuple(parts)
         self.chained = chained
         self.needs_params = next((p.needs_params for p in self.parts if p.needs_params), "")
+        self.sparse = all(p.sparse for p in self.parts)
         kinds = [p.kind for p in self.parts]
         self.runs: dict[int, tuple[Any, tuple[Rendering, ...]]] = {}
         i = stop = 0
@@ -433,7 +437,9 @@ def update(
     see only the present leaves and the matching entries of per-leaf state are left unchanged.
     """
     leaves, spec = b.flatten(updates)
-    real = b.check_leaves(leaves, "updates", "update", spec)
+    real = b.check_leaves(leaves, "updates", "update", spec, sparse=plan.sparse)
+    if not real and plan.sparse:
+        leaves = b.densified(leaves)
     p_leaves: list[Any] | None = None
     if params is not None:
         p_leaves, p_spec = b.flatten(params)
@@ -473,7 +479,9 @@ def apply(
     """Step ``params`` by ``grads`` (a state from ``plan.init(params)``): the parameters after
     the step (in place: the same tensors) and the new state. Parameters without a gradient are
     left as they are."""
-    real = b.check_leaves(grads, "gradients", caller)
+    real = b.check_leaves(grads, "gradients", caller, sparse=plan.sparse)
+    if not real and plan.sparse:
+        grads = b.densified(grads)
     present = [i for i, x in enumerate(grads) if x is not None]
     n = len(grads)
     if len(present) == n:

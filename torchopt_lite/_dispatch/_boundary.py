@@ -87,11 +87,14 @@ def flatten(tree: Any) -> tuple[list[Any], optree.PyTreeSpec]:
     return optree.tree_flatten(tree, none_is_leaf=True)
 
 
-def check_leaves(leaves: Sequence[Any], name: str, caller: str, spec: Any = None) -> bool:
-    """Every leaf is ``None`` or a dense (strided) floating-point or complex tensor.
+def check_leaves(
+    leaves: Sequence[Any], name: str, caller: str, spec: Any = None, *, sparse: bool = False
+) -> bool:
+    """Every leaf is ``None`` or a dense (strided) floating-point or complex tensor; sparse
+    tensors too where ``sparse`` (see :func:`densified`).
 
     Returns:
-        Whether every leaf is a real floating-point tensor (no ``None``, no complex).
+        Whether every leaf is a real floating-point dense tensor (no ``None``, no complex).
 
     Raises:
         TypeError: a leaf is not a tensor, has an integer or boolean dtype, or is sparse.
@@ -110,7 +113,7 @@ def check_leaves(leaves: Sequence[Any], name: str, caller: str, spec: Any = None
                 f"{caller}: every leaf of {name} must be a torch.Tensor; "
                 f"got {type(leaf).__name__}{where}."
             )
-        if leaf.layout is not torch.strided:
+        if leaf.layout is not torch.strided and not sparse:
             raise TypeError(
                 f"{caller}: sparse {name} are not supported (got layout {leaf.layout}; "
                 "torch.optim.Adam and its kin reject them too); pass dense tensors (.to_dense())."
@@ -121,6 +124,15 @@ def check_leaves(leaves: Sequence[Any], name: str, caller: str, spec: Any = None
                 "Cast integer tensors with .float() before optimizing them."
             )
     return False
+
+
+def densified(leaves: list[Any]) -> list[Any]:
+    """Sparse leaves as dense tensors (for transformations whose math, computed densely, gives
+    ``torch.optim``'s sparse results: SGD, AdaGrad)."""
+    return [
+        x.to_dense() if isinstance(x, Tensor) and x.layout is not torch.strided else x
+        for x in leaves
+    ]
 
 
 def flatten_tensors(tree: Any, name: str, caller: str) -> tuple[list[Any], optree.PyTreeSpec]:

@@ -45,7 +45,9 @@ def flip_sign_and_add_weight_decay(
     reads_params = "flip_sign_and_add_weight_decay" if weight_decay != 0.0 else ""
     kind = _kinds.Flip(float(weight_decay), bool(maximize))
     return LeafwiseTransformation(
-        Leafwise(lambda leaves: EmptyState(), update, kind=kind, needs_params=reads_params)
+        Leafwise(
+            lambda leaves: EmptyState(), update, kind=kind, needs_params=reads_params, sparse=True
+        )
     )
 
 

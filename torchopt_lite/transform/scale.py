@@ -38,7 +38,9 @@ def scale(step_size: float | Tensor) -> LeafwiseTransformation:
         return ops.mul(g, step_size), state
 
     kind = _kinds.Scale(float(step_size) if isinstance(step_size, int | float) else step_size)
-    return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update, kind=kind))
+    return LeafwiseTransformation(
+        Leafwise(lambda leaves: EmptyState(), update, kind=kind, sparse=True)
+    )
 
 
 def scale_by_schedule(step_size_fn: Callable[[Tensor], Any]) -> LeafwiseTransformation:
@@ -59,4 +61,4 @@ def scale_by_schedule(step_size_fn: Callable[[Tensor], Any]) -> LeafwiseTransfor
         return updates, ScaleByScheduleState(count=next_count(state.count, ops.inplace))
 
     check = state_check("scale_by_schedule", ScaleByScheduleState)
-    return LeafwiseTransformation(Leafwise(init, update, check=check))
+    return LeafwiseTransformation(Leafwise(init, update, check=check, sparse=True))

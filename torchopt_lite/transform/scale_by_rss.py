@@ -42,4 +42,4 @@ def scale_by_rss(
         return ops.div(g, rsqrt_denominator(ops, sos, eps)), ScaleByRssState(tuple(sos))
 
     check = state_check("scale_by_rss", ScaleByRssState, "sum_of_squares")
-    return LeafwiseTransformation(Leafwise(init, update, check=check))
+    return LeafwiseTransformation(Leafwise(init, update, check=check, sparse=True))

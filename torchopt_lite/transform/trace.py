@@ -76,4 +76,4 @@ def trace(
 
     kind = _kinds.Trace(float(momentum), float(dampening), bool(nesterov))
     check = state_check("trace", TraceState, "trace")
-    return LeafwiseTransformation(Leafwise(init, update, kind=kind, check=check))
+    return LeafwiseTransformation(Leafwise(init, update, kind=kind, check=check, sparse=True))

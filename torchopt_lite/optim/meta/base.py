@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from torchopt_lite import _dispatch
-from torchopt_lite._dispatch._boundary import check_leaves
+from torchopt_lite._dispatch._boundary import check_leaves, densified
 from torchopt_lite._modules import extract_module_containers
 from torchopt_lite.base import GradientTransformation, UninitializedState
 from torchopt_lite.diff.explicit._checks import check_truncate_every
@@ -219,7 +219,8 @@ class MetaOptimizer:
                 self._plan, params, grads, state, inplace=False, caller="MetaOptimizer.step"
             )
         if self._linear_scale is not None:  # already scale * g (see __init__); state constant
-            check_leaves(grads, "gradients", "MetaOptimizer.step")
+            if not check_leaves(grads, "gradients", "MetaOptimizer.step", sparse=True):
+                grads = densified(grads)  # plain SGD takes sparse gradients, as torch.optim's
             updates: Sequence[Tensor | None] = grads
         else:
             updates, state = self.impl.update(
