@@ -1,8 +1,9 @@
 """TorchOpt's accelerated-op switch: here the fused multi-tensor kernels of PyTorch itself.
 
 TorchOpt 0.7.3 ships a C++/CUDA extension for Adam. torchopt_lite needs no extension: the
-``adam``/``adamw`` aliases dispatch in-place steps to ``torch._fused_adam_``/``_fused_adamw_``
-when the inputs allow it, so the accelerated path is available wherever PyTorch's fused Adam is.
+dispatch runs in-place ``adam``/``adamw`` steps with ``torch._fused_adam_``/``_fused_adamw_``
+where those kernels compute as ``torch.optim`` does, so the accelerated path is available
+wherever PyTorch's fused Adam is.
 """
 
 from __future__ import annotations
