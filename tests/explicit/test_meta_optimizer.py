@@ -125,7 +125,7 @@ def test_per_tensor_apply_path_matches_reference(
     case: Case, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Groups above the size threshold add updates tensor by tensor instead of with one foreach.
-    monkeypatch.setattr("torchopt_lite._dispatch._FOREACH_MAX_NUMEL", 0)
+    monkeypatch.setattr("torchopt_lite._dispatch._step._FOREACH_MAX_NUMEL", 0)
     test_meta_gradient_matches_hand_unrolled_reference(case)
     net = make_net()
     opt = case.meta_cls(net, **case.kwargs)

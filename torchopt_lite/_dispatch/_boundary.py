@@ -142,58 +142,6 @@ def flatten_tensors(tree: Any, name: str, caller: str) -> tuple[list[Any], optre
     return leaves, spec
 
 
-# -- per-leaf state -----------------------------------------------------------------------------
-# The flat-list protocol: a per-leaf state field is a tuple of n tensors in the leaves' order;
-# anything else (a 0-d count, an EmptyState) is shared by all leaves.
-
-
-def is_leaf_tuple(node: Any, n: int) -> bool:
-    """Whether ``node`` is a per-leaf field of a state over ``n`` leaves."""
-    return type(node) is tuple and len(node) == n and n > 0 and isinstance(node[0], Tensor)
-
-
-def map_leaf_tuples(state: Any, n: int, fn: Callable[[tuple[Tensor, ...]], Any]) -> Any:
-    """``state`` with every per-leaf field replaced by ``fn(field)``."""
-    if is_leaf_tuple(state, n):
-        return fn(state)
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(map_leaf_tuples(x, n, fn) for x in state))
-    if type(state) is tuple:
-        return tuple(map_leaf_tuples(x, n, fn) for x in state)
-    return state
-
-
-def leaf_tuples(state: Any, n: int) -> list[tuple[Tensor, ...]]:
-    """Every per-leaf field of ``state``."""
-    found: list[tuple[Tensor, ...]] = []
-
-    def collect(field: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        found.append(field)
-        return field
-
-    map_leaf_tuples(state, n, collect)
-    return found
-
-
-def select(state: Any, index: list[int], n: int) -> Any:
-    """The state restricted to the leaves at ``index``."""
-    return map_leaf_tuples(state, n, lambda field: tuple(field[i] for i in index))
-
-
-def merge(old: Any, new: Any, index: list[int], n: int) -> Any:
-    """Write a subset state ``new`` (for the leaves at ``index``) back into the full ``old``."""
-    if is_leaf_tuple(old, n):
-        merged = list(old)
-        for i, x in zip(index, new, strict=True):
-            merged[i] = x
-        return tuple(merged)
-    if isinstance(old, tuple) and hasattr(old, "_fields"):
-        return type(old)(*(merge(o, x, index, n) for o, x in zip(old, new, strict=True)))
-    if type(old) is tuple:
-        return tuple(merge(o, x, index, n) for o, x in zip(old, new, strict=True))
-    return new
-
-
 class Facts(NamedTuple):
     """What a step needs to know of its leaves, read once (each read is a pass over them)."""
 
@@ -221,60 +169,6 @@ class Facts(NamedTuple):
             all(each("is_contiguous", leaves)),
             mask,
         )
-
-
-def check_leaf_state(
-    caller: str, state_type: type, fields: tuple[str, ...], facts: Facts, state: Any
-) -> None:
-    """``state`` is a ``state_type`` whose per-leaf ``fields`` match the leaves.
-
-    Dtypes, devices and sizes must match: a state from other parameters would otherwise be
-    broadcast, or read out of bounds by a fused kernel. The first field's shapes are compared
-    whole; the others' element counts (fields come from one ``init``, so a state that passes
-    with permuted shapes in a second field has been assembled by hand).
-    """
-    if not isinstance(state, state_type):
-        raise ValueError(
-            f"{caller}: state is {type(state).__name__}, expected {state_type.__name__}; pass "
-            "the state returned by this optimizer's init(), not another optimizer's."
-        )
-    leaves = facts.leaves
-    for k, field in enumerate(fields):
-        buffers = getattr(state, field)
-        if type(buffers) is not tuple:
-            raise ValueError(
-                f"{caller}: state.{field} is {type(buffers).__name__}, expected a tuple of "
-                "tensors; pass the state returned by this optimizer's init()."
-            )
-        if len(buffers) != len(leaves):
-            raise ValueError(
-                f"{caller}: updates have {len(leaves)} leaves but state.{field} has "
-                f"{len(buffers)}; updates must have the same tree structure as the params given "
-                "to init()."
-            )
-        if (
-            (same("size", buffers, leaves) if k == 0 else each("numel", buffers) == facts.numels)
-            and each("dtype", buffers) == facts.dtypes
-            and each("get_device", buffers) == facts.devices
-            and (facts.on_cpu or [x.device for x in leaves] == [y.device for y in buffers])
-        ):
-            continue
-        for i, (g, b) in enumerate(zip(leaves, buffers, strict=True)):
-            size = g.shape != b.shape if k == 0 else g.numel() != b.numel()
-            if size or g.dtype != b.dtype or g.device != b.device:
-                raise ValueError(
-                    f"{caller}: update leaf {i} is {_describe(g)} but state.{field}[{i}] is "
-                    f"{_describe(b)}; updates must match the params given to init()."
-                )
-
-
-def state_check(caller: str, state_type: type, *fields: str) -> Callable[[Facts, Any], None]:
-    """A ``Leafwise.check``: :func:`check_leaf_state` for this transformation's state."""
-    return functools.partial(check_leaf_state, caller, state_type, fields)
-
-
-def _describe(x: Tensor) -> str:
-    return f"{tuple(x.shape)} {x.dtype} on {x.device}"
 
 
 # -- complex leaves as real views ---------------------------------------------------------------
@@ -382,3 +276,8 @@ def check_writable(xs: Sequence[Tensor], name: str, caller: str) -> None:
                 f"{tuple(x.stride())}, e.g. an expand()ed tensor), so it cannot be updated in "
                 "place; pass a tensor that owns its elements (x.contiguous())."
             )
+
+
+def traced() -> bool:
+    """Inside ``torch.compile`` or a ``torch.func`` transform (per-leaf ops only)."""
+    return torch.compiler.is_compiling() or torch._C._functorch.maybe_current_level() is not None

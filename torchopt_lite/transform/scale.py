@@ -8,8 +8,7 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from torchopt_lite import _kinds
-from torchopt_lite._dispatch import Leafwise
-from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._moments import next_count, zero_count
 from torchopt_lite._ops import Ops
 from torchopt_lite.base import EmptyState, LeafwiseTransformation, register_state_type

@@ -7,8 +7,7 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from torchopt_lite._checks import check_in_range, check_nonnegative
-from torchopt_lite._dispatch import Leafwise
-from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._moments import ema_sq, zeros_like_leaves
 from torchopt_lite._ops import Ops
 from torchopt_lite.base import LeafwiseTransformation, register_state_type

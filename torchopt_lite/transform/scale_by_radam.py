@@ -8,8 +8,7 @@ import torch
 from torch import Tensor
 
 from torchopt_lite._checks import check_in_range, check_nonnegative
-from torchopt_lite._dispatch import Leafwise
-from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._moments import (
     bias_correction,
     ema,

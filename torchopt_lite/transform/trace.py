@@ -8,8 +8,7 @@ from torch import Tensor
 
 from torchopt_lite import _kinds
 from torchopt_lite._checks import check_nonnegative
-from torchopt_lite._dispatch import Leafwise
-from torchopt_lite._dispatch._boundary import state_check
+from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._moments import coefficient_dtype, next_count, zero_count, zeros_like_leaves
 from torchopt_lite._ops import Ops
 from torchopt_lite.base import (

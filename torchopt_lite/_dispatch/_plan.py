@@ -1,0 +1,144 @@
+"""Plans: a transformation or chain as flat-list parts, with the runs the rules recognise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from torchopt_lite._dispatch._boundary import Facts
+from torchopt_lite._dispatch._rules import RULES, Rendering
+from torchopt_lite._kinds import Flip, Identity, Scale
+from torchopt_lite._ops import Ops, copies
+
+
+class Leafwise(NamedTuple):
+    """A transformation written on flat lists of leaves (the internal fast-path protocol).
+
+    ``init(leaves) -> state`` and ``update(leaves, state, params_leaves, ops) -> (leaves, state)``
+    where ``ops`` is the namespace the dispatch picked (its ``inplace`` flag is the mode).
+    Per-leaf state fields are tuples of tensors in the leaves' order. ``kind`` tells the
+    dispatch what the transformation is (``None``: nothing to fuse); ``check(facts, state)``
+    validates the state against the leaves (:class:`~torchopt_lite._dispatch._boundary.Facts`)
+    before any part of a step writes; ``needs_params`` names the transformation that reads the
+    parameters, for the error raised when they are missing; ``sparse`` says that its math on
+    the dense form of a sparse gradient is ``torch.optim``'s on the sparse one (a chain takes
+    sparse gradients when all its parts do, as ``torch.optim.SGD`` and ``Adagrad`` do).
+    """
+
+    init: Callable[[Sequence[Tensor]], Any]
+    update: Callable[[list[Tensor], Any, list[Tensor] | None, Ops], tuple[list[Tensor], Any]]
+    kind: Any = None
+    check: Callable[[Facts, Any], None] | None = None
+    needs_params: str = ""
+    sparse: bool = False
+
+
+class Plan:
+    """A leafwise transformation (``chained=False``) or chain, with the runs the rules match."""
+
+    def __init__(self, parts: Sequence[Leafwise], *, chained: bool) -> None:
+        self.parts = tuple(parts)
+        self.chained = chained
+        self.needs_params = next((p.needs_params for p in self.parts if p.needs_params), "")
+        self.sparse = all(p.sparse for p in self.parts)
+        kinds = [p.kind for p in self.parts]
+        self.runs: dict[int, tuple[Any, tuple[Rendering, ...]]] = {}
+        i = stop = 0
+        while i < len(kinds):
+            rule = RULES.get(type(kinds[i]))
+            run = rule[0](kinds, i) if rule is not None else None
+            if rule is None or run is None or run.start < stop:
+                i += 1
+                continue
+            self.runs[run.start] = (run, rule[1])
+            i = stop = run.stop
+
+    def init(self, leaves: Sequence[Tensor]) -> Any:
+        """The state for ``leaves``: one entry per part when chained."""
+        states = tuple(p.init(leaves) for p in self.parts)
+        return states if self.chained else states[0]
+
+    def check(self, facts: Facts, state: Any) -> None:
+        """Validate ``state`` for every part before any part writes."""
+        if self.chained:
+            n = len(self.parts)
+            if not isinstance(state, tuple) or len(state) != n:
+                got = f"{len(state)} entries" if isinstance(state, tuple) else type(state).__name__
+                raise ValueError(
+                    f"chain: state has {got} but this chain has {n} transforms; "
+                    "pass the state returned by this optimizer's init()."
+                )
+            states = state
+        else:
+            states = (state,)
+        for part, s in zip(self.parts, states, strict=True):
+            if part.check is not None:
+                part.check(facts, s)
+
+    def run(
+        self,
+        g: list[Tensor],
+        state: Any,
+        params: list[Tensor] | None,
+        ops: Ops,
+        apply: bool,
+        facts: Facts,
+    ) -> tuple[list[Tensor], Any]:
+        """The step on normalized leaves: the updates (or, with ``apply``, the new params)."""
+        states = list(state) if self.chained else [state]
+        if apply:
+            whole = self.runs.get(0)
+            if whole is not None and whole[0].stop == len(self.parts):
+                for render in whole[1]:
+                    out = render(whole[0], self.parts, g, states, params, ops, True, facts)
+                    if out is not None:
+                        return out[0], self._pack(out[1])
+        if apply and ops.inplace:  # the gradients are only read: the parts write copies
+            g = copies(g)
+        new: list[Any] = []
+        i = 0
+        while i < len(self.parts):
+            found = self.runs.get(i)
+            out = None
+            if found is not None:
+                run, renderings = found
+                sub = states[run.start : run.stop]
+                for render in renderings:
+                    out = render(run, self.parts, g, sub, params, ops, False, facts)
+                    if out is not None:
+                        g = out[0]
+                        new.extend(out[1])
+                        i = run.stop
+                        break
+            if out is None:
+                g, s = self.parts[i].update(g, states[i], params, ops)
+                new.append(s)
+                i += 1
+        if apply:
+            assert params is not None
+            if ops.inplace:
+                torch._foreach_add_(params, g)
+                g = params
+            else:
+                g = ops.add(params, g)
+        return g, self._pack(new)
+
+    def _pack(self, states: list[Any]) -> Any:
+        return tuple(states) if self.chained else states[0]
+
+
+def linear_scale(plan: Plan) -> float | None:
+    """``s`` when the plan's update is exactly ``s * g`` with a state that never changes (plain
+    SGD: ``-lr``), else ``None``; meta-optimizers then seed the backward pass with ``s``."""
+    scale = 1.0
+    for kind in (p.kind for p in plan.parts):
+        if isinstance(kind, Flip) and kind.weight_decay == 0.0:
+            scale = -scale if kind.maximize else scale
+        elif isinstance(kind, Scale) and isinstance(kind.step_size, float):
+            scale *= kind.step_size
+        elif not isinstance(kind, Identity):
+            return None
+    return scale
