@@ -45,9 +45,8 @@ def tolerance(expected: Tensor) -> dict[str, Any]:
     return {"rtol": 5 * rtol, "atol": 5 * rtol * max(scale, 1e-3)}
 
 
-def torch_optim_run(case: Case, problem: Problem) -> list[list[Tensor]]:
-    """Parameters after each step of the torch.optim counterpart (its default path)."""
-    opt = case.torch_cls(problem.params, **case.torch_kwargs)
+def optimizer_run(opt: torch.optim.Optimizer, problem: Problem) -> list[list[Tensor]]:
+    """Parameters after each ``step()`` of a torch.optim-style optimizer over ``problem``."""
     out = []
     for grads in problem.grads:
         for p, g in zip(problem.params, grads, strict=True):
@@ -55,6 +54,11 @@ def torch_optim_run(case: Case, problem: Problem) -> list[list[Tensor]]:
         opt.step()
         out.append([p.detach().clone() for p in problem.params])
     return out
+
+
+def torch_optim_run(case: Case, problem: Problem) -> list[list[Tensor]]:
+    """The torch.optim counterpart (its default path)."""
+    return optimizer_run(case.torch_cls(problem.params, **case.torch_kwargs), problem)
 
 
 def functional_run(case: Case, problem: Problem, inplace: bool) -> list[list[Tensor]]:
@@ -70,14 +74,9 @@ def functional_run(case: Case, problem: Problem, inplace: bool) -> list[list[Ten
 
 
 def class_run(case: Case, problem: Problem) -> list[list[Tensor]]:
-    opt = getattr(torchopt_lite, OOP[case.alias])(problem.params, **case.kwargs)
-    out = []
-    for grads in problem.grads:
-        for p, g in zip(problem.params, grads, strict=True):
-            p.grad = g
-        opt.step()
-        out.append([p.detach().clone() for p in problem.params])
-    return out
+    return optimizer_run(
+        getattr(torchopt_lite, OOP[case.alias])(problem.params, **case.kwargs), problem
+    )
 
 
 def _loss(layout: str, params: list[Tensor], grads: list[Tensor], sources: list[Tensor]) -> Any:
