@@ -8,7 +8,7 @@ states, and check one against the leaves before a step writes.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor
@@ -32,12 +32,12 @@ def map_leaf_tuples(state: Any, n: int, fn: Callable[[tuple[Tensor, ...]], Any])
     return state
 
 
-def select(state: Any, index: list[int], n: int) -> Any:
+def select(state: Any, index: Sequence[int], n: int) -> Any:
     """The state restricted to the leaves at ``index``."""
     return map_leaf_tuples(state, n, lambda field: tuple(field[i] for i in index))
 
 
-def merge(old: Any, new: Any, index: list[int], n: int) -> Any:
+def merge(old: Any, new: Any, index: Sequence[int], n: int) -> Any:
     """Write a subset state ``new`` (for the leaves at ``index``) back into the full ``old``."""
     if is_leaf_tuple(old, n):
         merged = list(old)

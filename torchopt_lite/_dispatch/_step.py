@@ -127,12 +127,12 @@ def update(
                 "update: params must have the same tree structure as updates; "
                 f"updates: {spec}, params: {p_spec}."
             )
-    present = [i for i, leaf in enumerate(leaves) if leaf is not None]
+    n = len(leaves)
+    present = range(n) if real else [i for i, leaf in enumerate(leaves) if leaf is not None]
     if not present:  # nothing to transform: an empty tree, or no gradient at all
         return updates, state
     if p_leaves is not None:
-        b.check_leaves([p_leaves[i] for i in present], "params", "update")
-    n = len(leaves)
+        b.check_leaves(p_leaves if real else [p_leaves[i] for i in present], "params", "update")
     if len(present) == n:
         out, new_state = step(plan, leaves, state, p_leaves, inplace=inplace, real=real)
         return optree.tree_unflatten(spec, out), new_state
