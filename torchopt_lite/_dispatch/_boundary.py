@@ -247,10 +247,10 @@ def _distinct(out: list[Tensor], dense: bool) -> list[Tensor]:
         return copies
     if len(out) < 2:
         return out
-    starts = torch.tensor(each("data_ptr", out), dtype=torch.int64)
+    starts = torch.tensor(each("data_ptr", out), dtype=torch.int64, device="cpu")
     sizes = each("nbytes", out) if dense else list(map(_extent, out))
     order = torch.argsort(starts)
-    ends = (starts + torch.tensor(sizes, dtype=torch.int64))[order]
+    ends = (starts + torch.tensor(sizes, dtype=torch.int64, device="cpu"))[order]
     if bool((ends[:-1] <= starts[order][1:]).all()):  # sorted extents that never meet
         return out
     out = list(out)
