@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import torch
 from torch import Tensor
 
 from torchopt_lite._dispatch._boundary import Facts
@@ -117,13 +116,9 @@ class Plan:
                 g, s = self.parts[i].update(g, states[i], params, ops)
                 new.append(s)
                 i += 1
-        if apply:
+        if apply:  # in place, ops.add writes the parameters and returns them
             assert params is not None
-            if ops.inplace:
-                torch._foreach_add_(params, g)
-                g = params
-            else:
-                g = ops.add(params, g)
+            g = ops.add(params, g)
         return g, self._pack(new)
 
     def _pack(self, states: list[Any]) -> Any:
