@@ -42,7 +42,17 @@ def register_state_type(cls: StateType) -> StateType:
 
     Every optimizer state type here is a NamedTuple of tensors, tuples and other such states;
     registering it lets checkpoints of functional, ``torch.optim``-style, meta- and
-    ``FuncOptimizer`` states load without ``weights_only=False``.
+    ``FuncOptimizer`` states load without ``weights_only=False``. Register the state type of a
+    transformation of your own the same way.
+
+    Example:
+        >>> import io
+        >>> state = torchopt_lite.adam(0.1).init({"w": torch.zeros(2)})
+        >>> buffer = io.BytesIO()
+        >>> torch.save(state, buffer)
+        >>> _ = buffer.seek(0)
+        >>> torch.load(buffer)[1].count  # weights_only=True
+        tensor(0)
     """
     torch.serialization.add_safe_globals([cls])
     return cls
