@@ -321,9 +321,7 @@ class _LeafInPlace(_LeafPure):
     def copy(xs: Leaves, ys: Seq) -> Leaves:
         return [x.copy_(y) for x, y in zip(xs, ys, strict=True)]
 
-    @staticmethod
-    def nan_to_num(xs: Leaves, nan: float, posinf: float | None, neginf: float | None) -> Leaves:
-        return [x.nan_to_num_(nan, posinf, neginf) for x in xs]
+    nan_to_num = staticmethod(_ForeachInPlace.nan_to_num)  # one call per leaf in both
 
 
 FOREACH_PURE = _ForeachPure()
