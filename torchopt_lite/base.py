@@ -138,6 +138,10 @@ class LeafwiseTransformation(GradientTransformation):
         """Build ``init``/``update`` that flatten once around ``impl``."""
         plan = impl if isinstance(impl, Plan) else Plan([impl], chained=False)
 
+        # A transform whose state is always EmptyState accepts ``state=None`` and hands it back,
+        # as TorchOpt's stateless transforms (nan_to_num, hooks, clipping) do.
+        stateless = not plan.chained and isinstance(plan.parts[0].init([]), EmptyState)
+
         def init_fn(params: Params) -> OptState:
             return _dispatch.init(plan, params)
 
@@ -148,6 +152,11 @@ class LeafwiseTransformation(GradientTransformation):
             params: Params | None = None,
             inplace: bool = True,
         ) -> tuple[Updates, OptState]:
+            if stateless and state is None:
+                updates, _ = _dispatch.update(
+                    plan, updates, EmptyState(), params=params, inplace=inplace
+                )
+                return updates, state
             check_state(state)
             return _dispatch.update(plan, updates, state, params=params, inplace=inplace)
 

@@ -24,3 +24,7 @@ def chain(*transformations: GradientTransformation) -> GradientTransformation:
 def chain_flat(*transformations: GradientTransformation) -> GradientTransformation:
     """Same as :func:`chain` (TorchOpt name; every chain here already flattens once per step)."""
     return chain(*transformations)
+
+
+# TorchOpt 0.7.3 reads its flat chain as ``chain.flat``; here it is the same one path.
+chain.flat = chain_flat  # type: ignore[attr-defined]  # compatibility alias, not a dispatch switch

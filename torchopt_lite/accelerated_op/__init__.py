@@ -12,9 +12,10 @@ from collections.abc import Iterable
 
 import torch
 
+from torchopt_lite.accelerated_op.adam_op import AdamOp
 from torchopt_lite.typing import Device
 
-__all__ = ["is_available"]
+__all__ = ["is_available", "AdamOp"]
 
 _FUSED_DEVICE_TYPES = ("cpu", "cuda")
 

@@ -18,6 +18,24 @@ from torchopt_lite.typing import ScalarOrSchedule
 __all__ = ["flip_sign_and_add_weight_decay", "scale_by_neg_lr"]
 
 
+def _set_use_chain_flat(use_chain_flat: bool) -> None:
+    """TorchOpt's test switch between its tree and flat-list chains (compatibility name).
+
+    Here there is one path: every chain flattens the pytree once per step, which is what both of
+    TorchOpt's settings compute. The flag is checked and otherwise has no effect.
+    """
+    if not isinstance(use_chain_flat, bool):
+        raise TypeError(
+            "_set_use_chain_flat: use_chain_flat must be a bool; "
+            f"got {type(use_chain_flat).__name__}."
+        )
+
+
+def _get_use_chain_flat() -> bool:
+    """Always ``True``: chains here always work on the flattened tree (compatibility name)."""
+    return True
+
+
 def flip_sign_and_add_weight_decay(
     weight_decay: float = 0.0, maximize: bool = False
 ) -> GradientTransformation:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import overload
 
 from torchopt_lite import linalg
-from torchopt_lite.linear_solve._common import check_krylov
-from torchopt_lite.linear_solve.utils import make_ridge_matvec
+from torchopt_lite.linear_solve._common import check_krylov, solve_now_or_later
+from torchopt_lite.linear_solve.utils import Matvec, make_ridge_matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 
+@overload
 def solve_bicgstab(
     *,
     ridge: float | None = None,
@@ -19,7 +21,34 @@ def solve_bicgstab(
     maxiter: int | None = None,
     M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
     strict: bool | None = None,
-) -> LinearSolver:
+    matvec: None = None,
+    b: None = None,
+) -> LinearSolver: ...
+@overload
+def solve_bicgstab(
+    *,
+    ridge: float | None = None,
+    init: TensorTree | None = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
+    strict: bool | None = None,
+    matvec: Matvec,
+    b: TensorTree,
+) -> TensorTree: ...
+def solve_bicgstab(
+    *,
+    ridge: float | None = None,
+    init: TensorTree | None = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
+    strict: bool | None = None,
+    matvec: Matvec | None = None,
+    b: TensorTree | None = None,
+) -> LinearSolver | TensorTree:
     r"""Return ``solve(matvec, b)`` solving :math:`(A + \mathrm{ridge}\,I)\,x = b` by BiCGSTAB.
 
     For non-symmetric :math:`A` (fixed points :math:`x = T(x, \theta)`, optimality conditions
@@ -34,9 +63,13 @@ def solve_bicgstab(
         maxiter: maximum number of steps (``None``: ``10 * b.numel()``).
         M: right preconditioner approximating :math:`(A + \mathrm{ridge}\,I)^{-1}`.
         strict: non-convergence policy (``None``: raise unless ``maxiter`` is given).
+        matvec: with ``b``, solve the system now and return ``x`` (``matvec(x) = A x``), as
+            ``solve_bicgstab(matvec=..., b=...)`` is called in JAXopt-style code.
+        b: the right-hand side, a tree shaped like ``x``; only together with ``matvec``.
 
     Returns:
-        A linear solver ``solve(matvec, b) -> x``.
+        A linear solver ``solve(matvec, b) -> x``; or ``x`` itself when ``matvec`` and ``b`` are
+        given.
 
     Example:
         >>> A = torch.tensor([[3.0, 1.0], [-1.0, 2.0]])
@@ -48,11 +81,11 @@ def solve_bicgstab(
     """
     check_krylov("solve_bicgstab", ridge, rtol, atol, maxiter)
 
-    def solve(matvec: Callable[[TensorTree], TensorTree], b: TensorTree) -> TensorTree:
+    def solve(matvec: Matvec, b: TensorTree) -> TensorTree:
         if ridge is not None:
             matvec = make_ridge_matvec(matvec, ridge=ridge)
         return linalg.bicgstab(
             matvec, b, init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
         )
 
-    return solve
+    return solve_now_or_later("solve_bicgstab", solve, matvec, b)

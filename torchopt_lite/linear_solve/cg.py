@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import overload
 
 from torchopt_lite import linalg
-from torchopt_lite.linear_solve._common import check_krylov
-from torchopt_lite.linear_solve.utils import make_ridge_matvec
+from torchopt_lite.linear_solve._common import check_krylov, solve_now_or_later
+from torchopt_lite.linear_solve.utils import Matvec, make_ridge_matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 
+@overload
 def solve_cg(
     *,
     ridge: float | None = None,
@@ -19,7 +21,34 @@ def solve_cg(
     maxiter: int | None = None,
     M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
     strict: bool | None = None,
-) -> LinearSolver:
+    matvec: None = None,
+    b: None = None,
+) -> LinearSolver: ...
+@overload
+def solve_cg(
+    *,
+    ridge: float | None = None,
+    init: TensorTree | None = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
+    strict: bool | None = None,
+    matvec: Matvec,
+    b: TensorTree,
+) -> TensorTree: ...
+def solve_cg(
+    *,
+    ridge: float | None = None,
+    init: TensorTree | None = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
+    strict: bool | None = None,
+    matvec: Matvec | None = None,
+    b: TensorTree | None = None,
+) -> LinearSolver | TensorTree:
     r"""Return ``solve(matvec, b)`` solving :math:`(A + \mathrm{ridge}\,I)\,x = b` by CG.
 
     :math:`A` must be symmetric positive definite (a Hessian at a strict minimum, for example).
@@ -34,9 +63,13 @@ def solve_cg(
         maxiter: maximum number of steps (``None``: ``10 * b.numel()``).
         M: preconditioner approximating :math:`(A + \mathrm{ridge}\,I)^{-1}`.
         strict: non-convergence policy (``None``: raise unless ``maxiter`` is given).
+        matvec: with ``b``, solve the system now and return ``x`` (``matvec(x) = A x``), as
+            ``solve_cg(matvec=..., b=...)`` is called in JAXopt-style code.
+        b: the right-hand side, a tree shaped like ``x``; only together with ``matvec``.
 
     Returns:
-        A linear solver ``solve(matvec, b) -> x``.
+        A linear solver ``solve(matvec, b) -> x``; or ``x`` itself when ``matvec`` and ``b`` are
+        given.
 
     Example:
         >>> A = torch.tensor([[2.0, 0.5], [0.5, 1.0]])
@@ -50,9 +83,9 @@ def solve_cg(
     """
     check_krylov("solve_cg", ridge, rtol, atol, maxiter)
 
-    def solve(matvec: Callable[[TensorTree], TensorTree], b: TensorTree) -> TensorTree:
+    def solve(matvec: Matvec, b: TensorTree) -> TensorTree:
         if ridge is not None:
             matvec = make_ridge_matvec(matvec, ridge=ridge)
         return linalg.cg(matvec, b, init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict)
 
-    return solve
+    return solve_now_or_later("solve_cg", solve, matvec, b)

@@ -2,23 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import overload
 
 import torch
 
 from torchopt_lite import linalg
-from torchopt_lite.linear_solve._common import check_ridge
-from torchopt_lite.linear_solve.utils import make_ridge_matvec, materialize_matvec
+from torchopt_lite.linear_solve._common import check_ridge, solve_now_or_later
+from torchopt_lite.linear_solve.utils import Matvec, make_ridge_matvec, materialize_matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 
+@overload
 def solve_inv(
     *,
     ridge: float | None = None,
     ns: bool = False,
     maxiter: int | None = None,
     alpha: float | None = None,
-) -> LinearSolver:
+    matvec: None = None,
+    b: None = None,
+) -> LinearSolver: ...
+@overload
+def solve_inv(
+    *,
+    ridge: float | None = None,
+    ns: bool = False,
+    maxiter: int | None = None,
+    alpha: float | None = None,
+    matvec: Matvec,
+    b: TensorTree,
+) -> TensorTree: ...
+def solve_inv(
+    *,
+    ridge: float | None = None,
+    ns: bool = False,
+    maxiter: int | None = None,
+    alpha: float | None = None,
+    matvec: Matvec | None = None,
+    b: TensorTree | None = None,
+) -> LinearSolver | TensorTree:
     r"""Return ``solve(matvec, b)`` solving :math:`(A + \mathrm{ridge}\,I)\,x = b` directly.
 
     With ``ns=False`` the matrix is materialised densely over all leaves of ``b``
@@ -32,9 +54,13 @@ def solve_inv(
         ns: use the Neumann series instead of the dense solve.
         maxiter: number of Neumann terms :math:`K` (``ns=True`` only; ``None``: 10).
         alpha: Neumann scaling :math:`\alpha` (``ns=True`` only; ``None``: 1).
+        matvec: with ``b``, solve the system now and return ``x`` (``matvec(x) = A x``), as
+            ``solve_inv(matvec=..., b=...)`` is called in JAXopt-style code.
+        b: the right-hand side, a tree shaped like ``x``; only together with ``matvec``.
 
     Returns:
-        A linear solver ``solve(matvec, b) -> x``.
+        A linear solver ``solve(matvec, b) -> x``; or ``x`` itself when ``matvec`` and ``b`` are
+        given.
 
     Example:
         >>> A = torch.tensor([[2.0, 1.0], [0.0, 1.0]])
@@ -52,7 +78,7 @@ def solve_inv(
             f"leave them unset; got maxiter={maxiter!r}, alpha={alpha!r}."
         )
 
-    def solve(matvec: Callable[[TensorTree], TensorTree], b: TensorTree) -> TensorTree:
+    def solve(matvec: Matvec, b: TensorTree) -> TensorTree:
         if ridge is not None:
             matvec = make_ridge_matvec(matvec, ridge=ridge)
         if ns:
@@ -60,4 +86,4 @@ def solve_inv(
         A, _, ravel, unravel = materialize_matvec(matvec, b)
         return unravel(torch.linalg.solve(A, ravel(b)))
 
-    return solve
+    return solve_now_or_later("solve_inv", solve, matvec, b)

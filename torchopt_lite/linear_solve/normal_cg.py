@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import overload
 
 from torchopt_lite import linalg
-from torchopt_lite.linear_solve._common import check_krylov
-from torchopt_lite.linear_solve.utils import make_normal_matvec, make_ridge_matvec, make_rmatvec
+from torchopt_lite.linear_solve._common import check_krylov, solve_now_or_later
+from torchopt_lite.linear_solve.utils import (
+    Matvec,
+    make_normal_matvec,
+    make_ridge_matvec,
+    make_rmatvec,
+)
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 
+@overload
 def solve_normal_cg(
     *,
     ridge: float | None = None,
@@ -19,7 +26,34 @@ def solve_normal_cg(
     maxiter: int | None = None,
     M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
     strict: bool | None = None,
-) -> LinearSolver:
+    matvec: None = None,
+    b: None = None,
+) -> LinearSolver: ...
+@overload
+def solve_normal_cg(
+    *,
+    ridge: float | None = None,
+    init: TensorTree | None = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
+    strict: bool | None = None,
+    matvec: Matvec,
+    b: TensorTree,
+) -> TensorTree: ...
+def solve_normal_cg(
+    *,
+    ridge: float | None = None,
+    init: TensorTree | None = None,
+    rtol: float = 1e-5,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
+    strict: bool | None = None,
+    matvec: Matvec | None = None,
+    b: TensorTree | None = None,
+) -> LinearSolver | TensorTree:
     r"""Return ``solve(matvec, b)`` solving :math:`(A^\top A + \mathrm{ridge}\,I)\,x = A^\top b`.
 
     For an invertible :math:`A` and no ridge this is the solution of :math:`A x = b`, whether or
@@ -35,9 +69,13 @@ def solve_normal_cg(
         maxiter: maximum number of CG steps (``None``: ``10 * b.numel()``).
         M: preconditioner for :math:`A^\top A + \mathrm{ridge}\,I`.
         strict: non-convergence policy (``None``: raise unless ``maxiter`` is given).
+        matvec: with ``b``, solve the system now and return ``x`` (``matvec(x) = A x``), as
+            ``solve_normal_cg(matvec=..., b=...)`` is called in JAXopt-style code.
+        b: the right-hand side, a tree shaped like ``x``; only together with ``matvec``.
 
     Returns:
-        A linear solver ``solve(matvec, b) -> x``.
+        A linear solver ``solve(matvec, b) -> x``; or ``x`` itself when ``matvec`` and ``b`` are
+        given.
 
     Example:
         >>> A = torch.tensor([[1.0, 2.0], [0.0, 3.0]])
@@ -50,7 +88,7 @@ def solve_normal_cg(
     """
     check_krylov("solve_normal_cg", ridge, rtol, atol, maxiter)
 
-    def solve(matvec: Callable[[TensorTree], TensorTree], b: TensorTree) -> TensorTree:
+    def solve(matvec: Matvec, b: TensorTree) -> TensorTree:
         rmatvec = make_rmatvec(matvec, b if init is None else init)
         normal = make_normal_matvec(matvec, rmatvec)
         if ridge is not None:
@@ -59,4 +97,4 @@ def solve_normal_cg(
             normal, rmatvec(b), init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
         )
 
-    return solve
+    return solve_now_or_later("solve_normal_cg", solve, matvec, b)

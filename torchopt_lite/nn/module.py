@@ -88,6 +88,8 @@ class MetaGradientModule(nn.Module):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
+            if isinstance(value, Tensor) and value.requires_grad:  # a parameter, as below
+                raise AttributeError("cannot assign parameters before Module.__init__() call")
             super().__setattr__(name, value)  # nn.Module raises its own "before __init__" error
             return
         if isinstance(value, Tensor) and value.requires_grad:

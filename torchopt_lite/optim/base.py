@@ -88,7 +88,21 @@ class Optimizer(torch.optim.Optimizer):
         pass
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group of parameters (with optional per-group hyperparameters)."""
+        """Add a group of parameters (with optional per-group hyperparameters).
+
+        Non-leaf tensors are accepted, as in TorchOpt (a network's parameters after a
+        :class:`~torchopt_lite.MetaOptimizer` step are the results of differentiable updates):
+        they are made to retain their gradients, which is the condition ``torch.optim`` puts
+        on non-leaf parameters, so ``loss.backward()`` fills their ``.grad`` for ``step()``.
+        """
+        params = param_group.get("params")
+        if isinstance(params, Tensor):
+            param_group = {**param_group, "params": [params]}
+        elif params is not None and not isinstance(params, set):  # torch.optim rejects sets
+            param_group = {**param_group, "params": list(params)}
+        for p in param_group.get("params") or ():
+            if isinstance(p, Tensor) and not (p.is_leaf or p.retains_grad):
+                p.retain_grad()
         super().add_param_group(param_group)
         self._group_states.append(None)
         self._group_impls.append(None)

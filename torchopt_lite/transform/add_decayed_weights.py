@@ -72,22 +72,31 @@ def add_decayed_weights(
     return inner if mask is None else masked(inner, mask)
 
 
-def _mask_leaves(mask: Mask, params: Any, spec: optree.PyTreeSpec, caller: str) -> list[bool]:
+def _mask_leaves(
+    mask: Mask | None, params: Any, spec: optree.PyTreeSpec, caller: str
+) -> list[bool]:
+    if mask is None:
+        return [True] * spec.num_leaves
     tree = mask(params) if callable(mask) else mask
-    leaves, mask_spec = optree.tree_flatten(tree, none_is_leaf=True)
-    if mask_spec != spec:
+    try:  # a mask may be a prefix of the params tree: one bool for a whole subtree
+        template = optree.tree_unflatten(spec, [0] * spec.num_leaves)
+        full = optree.tree_broadcast_prefix(tree, template, none_is_leaf=True)
+    except ValueError:
+        mask_spec = optree.tree_structure(tree, none_is_leaf=True)
         raise ValueError(
-            f"{caller}: mask must have the same tree structure as params; "
+            f"{caller}: mask must have the tree structure of params or a prefix of it; "
             f"params: {spec}, mask: {mask_spec}."
-        )
-    return [bool(x) for x in leaves]
+        ) from None
+    return [bool(x) for x in optree.tree_leaves(full, none_is_leaf=True)]
 
 
-def masked(inner: GradientTransformation, mask: Mask) -> GradientTransformation:
+def masked(inner: GradientTransformation, mask: Mask | None = None) -> GradientTransformation:
     """Apply ``inner`` only to the leaves where ``mask`` is ``True``; others pass through.
 
-    The inner transformation sees a flat tuple of the selected leaves, so its state has one entry
-    per selected leaf.
+    ``mask`` is a tree of bools shaped like the params, or a prefix of that tree (one bool for a
+    whole subtree), or a callable ``params -> tree``; ``None`` selects every leaf. The inner
+    transformation sees a flat tuple of the selected leaves, so its state has one entry per
+    selected leaf.
 
     Example:
         >>> from torchopt_lite.transform import scale

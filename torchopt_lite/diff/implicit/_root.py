@@ -111,7 +111,9 @@ class ImplicitRoot(torch.autograd.Function):
 
     @staticmethod
     def forward(call: RootCall, *tensors: Tensor) -> tuple[Tensor, ...]:
-        return tuple(t.view_as(t) for t in tensors[: call.n_sol])
+        # detach(), not view_as(): the outputs share the solution's memory without being views,
+        # so callers may detach_() them in place (TorchOpt's module-form iMAML does).
+        return tuple(t.detach() for t in tensors[: call.n_sol])
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:

@@ -19,19 +19,19 @@ Names = tuple[str, ...]
 
 
 def _named(
-    module: ImplicitMetaGradientModule,
+    module: ImplicitMetaGradientModule, method: str = "solve"
 ) -> tuple[Names, tuple[Tensor, ...], Names, tuple[Tensor, ...]]:
     params = tuple(module.named_parameters())
     metas = tuple(module.named_meta_parameters())
     cls = type(module).__name__
     if not params:
         raise RuntimeError(
-            f"{cls}.solve: the module has no parameters; assign the inner variables as "
+            f"{cls}.{method}: the module has no parameters; assign the inner variables as "
             "attributes (tensors that require grad) in __init__."
         )
     if not metas:
         raise RuntimeError(
-            f"{cls}.solve: the module has no meta-parameters; pass the meta-parameters "
+            f"{cls}.{method}: the module has no meta-parameters; pass the meta-parameters "
             "(tensors that require grad, or a meta-module) to the constructor."
         )
     return (
@@ -144,21 +144,11 @@ class ImplicitMetaGradientModule(MetaGradientModule, metaclass=abc.ABCMeta):
     def __init_subclass__(cls, linear_solve: LinearSolver | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.linear_solve = linear_solve
-        base = ImplicitMetaGradientModule
-        has_optimality = inspect.getattr_static(cls, "optimality") is not inspect.getattr_static(
-            base, "optimality"
+        defines_optimality, defines_objective = (
+            _defines(cls, "optimality"),
+            _defines(cls, "objective"),
         )
-        has_objective = inspect.getattr_static(cls, "objective") is not inspect.getattr_static(
-            base, "objective"
-        )
-        for method, defined in (("optimality", has_optimality), ("objective", has_objective)):
-            static = inspect.getattr_static(cls, method)
-            if defined and isinstance(static, (staticmethod, classmethod)):
-                raise TypeError(
-                    f"{cls.__name__}.{method}() must be a plain method, not a "
-                    f"{type(static).__name__}."
-                )
-        if not (has_optimality or has_objective):
+        if not (defines_optimality or defines_objective):
             raise TypeError(
                 f"{cls.__name__}: ImplicitMetaGradientModule requires either an optimality() "
                 "method or an objective() method."
@@ -166,24 +156,8 @@ class ImplicitMetaGradientModule(MetaGradientModule, metaclass=abc.ABCMeta):
         own = cls.__dict__.get("solve")
         if own is not None and own is not getattr(cls, "_wrapped_solve", None):
             cls._raw_solve = own
-        if getattr(cls, "_raw_solve", None) is None:
-            return  # solve() not defined yet: the class stays abstract
-        optimality_fn = _optimality
-        if not has_optimality:
-            optimality_fn = torch.func.grad(_objective, argnums=0)
-        solver = custom_root(optimality_fn, argnums=1, has_aux=True, solve=linear_solve)(_solve)
-
-        def solve(self: ImplicitMetaGradientModule, *input: Any, **kwargs: Any) -> Any:
-            names, params, meta_names, metas = _named(self)
-            optimal, output = solver(params, metas, self, names, meta_names, *input, **kwargs)
-            swap_state(self, _pairs(names, optimal))
-            return output
-
-        solve.__doc__ = cls._raw_solve.__doc__
-        solve.__name__ = "solve"
-        solve.__qualname__ = f"{cls.__qualname__}.solve"
-        cls._wrapped_solve = solve
-        cls.solve = solve  # type: ignore[method-assign]  # the implicit-gradient wrapper
+        if getattr(cls, "_raw_solve", None) is not None:  # else solve() is still abstract
+            enable_implicit_gradients(cls)
 
     @abc.abstractmethod
     def solve(self, *input: Any, **kwargs: Any) -> Any:
@@ -199,3 +173,96 @@ class ImplicitMetaGradientModule(MetaGradientModule, metaclass=abc.ABCMeta):
     def objective(self, *input: Any, **kwargs: Any) -> Tensor:
         r"""Return the scalar inner objective :math:`f(x, \theta)`."""
         raise NotImplementedError
+
+
+def _defines(cls: type, method: str) -> bool:
+    """Whether ``cls`` overrides ``ImplicitMetaGradientModule.<method>`` with a plain method."""
+    static = inspect.getattr_static(cls, method)
+    if static is inspect.getattr_static(ImplicitMetaGradientModule, method):
+        return False
+    if isinstance(static, (staticmethod, classmethod)):
+        raise TypeError(
+            f"{cls.__name__}.{method}() must be a plain method, not a {type(static).__name__}."
+        )
+    return True
+
+
+def make_optimality_from_objective(
+    cls: type[ImplicitMetaGradientModule],
+) -> type[ImplicitMetaGradientModule]:
+    r"""Give ``cls`` an ``optimality()`` method: :math:`F = \nabla_x f` of its ``objective()``.
+
+    Subclasses that define only ``objective()`` are differentiated through this gradient
+    already; the function is TorchOpt's public name for the same step.
+
+    Example:
+        >>> class Ridge(ImplicitMetaGradientModule):
+        ...     def __init__(self, lam):
+        ...         super().__init__()
+        ...         self.lam, self.w = lam, torch.nn.Parameter(torch.ones(2))
+        ...     def objective(self):
+        ...         return 0.5 * self.lam * (self.w**2).sum()
+        ...     def solve(self):
+        ...         self.w.zero_()
+        >>> lam = torch.tensor(2.0, requires_grad=True)
+        >>> make_optimality_from_objective(Ridge)(lam).optimality()
+        (tensor([2., 2.], grad_fn=...),)
+    """
+    if not _defines(cls, "objective"):
+        raise TypeError(f"{cls.__name__}: the objective() method is not defined.")
+    objective_grad = torch.func.grad(_objective, argnums=0)
+
+    def optimality(self: ImplicitMetaGradientModule, *input: Any, **kwargs: Any) -> Any:
+        names, params, meta_names, metas = _named(self, "optimality")
+        return objective_grad(params, metas, self, names, meta_names, *input, **kwargs)
+
+    cls.optimality = optimality  # type: ignore[method-assign]  # TorchOpt's contract
+    return cls
+
+
+def enable_implicit_gradients(
+    cls: type[ImplicitMetaGradientModule],
+) -> type[ImplicitMetaGradientModule]:
+    r"""Wrap ``cls.solve`` so the solved parameters carry :func:`custom_root` gradients.
+
+    Every subclass of :class:`ImplicitMetaGradientModule` that defines ``solve()`` is wrapped
+    when the class is created; this is TorchOpt's public name for that step, and calling it on
+    such a class again raises ``TypeError`` (as in TorchOpt).
+
+    Example:
+        >>> class Inner(ImplicitMetaGradientModule):
+        ...     def __init__(self, theta):
+        ...         super().__init__()
+        ...         self.theta, self.x = theta, torch.nn.Parameter(torch.zeros(1))
+        ...     def objective(self):
+        ...         return ((self.x - self.theta) ** 2).sum()
+        ...     def solve(self):
+        ...         self.x.copy_(self.theta)
+        >>> enable_implicit_gradients(Inner)
+        Traceback (most recent call last):
+            ...
+        TypeError: Inner: implicit gradients are already enabled for solve().
+    """
+    if cls.__dict__.get("solve") is not None and cls.__dict__["solve"] is getattr(
+        cls, "_wrapped_solve", None
+    ):
+        raise TypeError(f"{cls.__name__}: implicit gradients are already enabled for solve().")
+    if "solve" in cls.__dict__:
+        cls._raw_solve = cls.__dict__["solve"]
+    optimality_fn = _optimality
+    if not _defines(cls, "optimality"):
+        optimality_fn = torch.func.grad(_objective, argnums=0)
+    solver = custom_root(optimality_fn, argnums=1, has_aux=True, solve=cls.linear_solve)(_solve)
+
+    def solve(self: ImplicitMetaGradientModule, *input: Any, **kwargs: Any) -> Any:
+        names, params, meta_names, metas = _named(self)
+        optimal, output = solver(params, metas, self, names, meta_names, *input, **kwargs)
+        swap_state(self, _pairs(names, optimal))
+        return output
+
+    solve.__doc__ = cls._raw_solve.__doc__
+    solve.__name__ = "solve"
+    solve.__qualname__ = f"{cls.__qualname__}.solve"
+    cls._wrapped_solve = solve
+    cls.solve = solve  # type: ignore[method-assign]  # the implicit-gradient wrapper
+    return cls
