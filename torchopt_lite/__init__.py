@@ -60,6 +60,8 @@ from torchopt_lite.optim import (
     RAdam,
     RMSProp,
     RMSprop,
+    from_torch,
+    to_torch,
 )
 from torchopt_lite.transform import nan_to_num
 from torchopt_lite.update import apply_updates
@@ -103,6 +105,9 @@ __all__ = [
     "RMSProp",
     "RMSprop",
     "FuncOptimizer",
+    # bridges from and to torch.optim
+    "from_torch",
+    "to_torch",
     # meta-optimizers
     "MetaOptimizer",
     "MetaSGD",

@@ -292,3 +292,30 @@ def test_adam_param_that_misses_a_step_matches_torch_optim() -> None:
         results.append({k: v.detach() for k, v in ps.items()})
     for k in params:
         torch.testing.assert_close(results[0][k], results[1][k], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("copy_fn", ["deepcopy", "pickle"])
+def test_optimizer_survives_deepcopy_and_pickle_mid_run(copy_fn: str) -> None:
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    w = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    opt = torchopt_lite.Adam([w], lr=0.1, weight_decay=0.01)
+
+    def step(opt: torch.optim.Optimizer, w: torch.Tensor) -> None:
+        opt.zero_grad()
+        (w**2).sum().backward()
+        opt.step()
+
+    step(opt, w)
+    if copy_fn == "deepcopy":
+        w2, opt2 = copy.deepcopy((w, opt))
+    else:
+        w2, opt2 = pickle.loads(pickle.dumps((w, opt)))
+    assert opt2.param_groups[0]["params"][0] is w2
+    for _ in range(2):
+        step(opt, w)
+        step(opt2, w2)
+    torch.testing.assert_close(w2, w, rtol=0, atol=0)
+    assert opt2.state[w2]["count"].item() == 3

@@ -1,7 +1,9 @@
 """``torch.optim``-style optimizers, ``FuncOptimizer`` and the meta-optimizers."""
 
 from torchopt_lite.optim import meta
+from torchopt_lite.optim._grouped import GroupedAlias
 from torchopt_lite.optim._named import SGD, AdaDelta, AdaGrad, Adam, AdaMax, AdamW, RAdam, RMSProp
+from torchopt_lite.optim._torch_bridge import from_torch, to_torch
 from torchopt_lite.optim.base import Optimizer
 from torchopt_lite.optim.func import FuncOptimizer
 from torchopt_lite.optim.meta import (
@@ -41,6 +43,10 @@ __all__ = [
     "AdaMax",
     "Adamax",
     "RAdam",
+    # bridges from and to torch.optim
+    "from_torch",
+    "to_torch",
+    "GroupedAlias",
     "meta",
     "MetaOptimizer",
     "MetaSGD",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import torch
@@ -12,6 +13,7 @@ from torch import Tensor
 from torchopt_lite import _dispatch
 from torchopt_lite._dispatch._boundary import check_leaves
 from torchopt_lite.base import GradientTransformation
+from torchopt_lite.optim._param_state import ParamState, replace_entry
 from torchopt_lite.optim._state_view import per_param_entries, rebuild
 from torchopt_lite.update import apply_updates
 
@@ -72,20 +74,54 @@ class Optimizer(torch.optim.Optimizer):
     # -- state: the functional group states are the source of truth ---------------------------
     @property
     def state(self) -> defaultdict[Tensor, dict[str, Any]]:
-        """Per-parameter views of the optimizer state (the tensors themselves, not copies)."""
+        """Per-parameter views of the optimizer state (the tensors themselves, not copies).
+
+        Assigning an entry, ``state[p]["mu"] = tensor``, replaces that tensor in the functional
+        state (as ``torch.optim``'s state dict does; Lightning moves state between devices this
+        way). The new tensor must have the old one's shape; a shared entry such as ``count`` is
+        replaced for the whole group.
+        """
         view: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
-        for group, gstate in zip(self.param_groups, self._group_states, strict=True):
+        for index, (group, gstate) in enumerate(
+            zip(self.param_groups, self._group_states, strict=True)
+        ):
             if gstate is None:
                 continue
             params = group["params"]
-            for p, entries in zip(params, per_param_entries(gstate, len(params)), strict=True):
-                view[p] = entries
+            n = len(params)
+            for i, (p, entries) in enumerate(
+                zip(params, per_param_entries(gstate, n), strict=True)
+            ):
+                view[p] = ParamState(entries, partial(self._write_state, index, n, i))
         return view
 
     @state.setter
     def state(self, value: Any) -> None:
         # torch.optim.Optimizer.__init__ assigns an empty defaultdict here; nothing to keep.
         pass
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch.optim pickles defaults, state and param_groups; here the state lives in the
+        # functional group states, and the built transformations are rebuilt on first use.
+        state = {k: v for k, v in super().__getstate__().items() if k != "state"}
+        state.update(
+            impl=self.impl,
+            _factory=self._factory,
+            _hyperparameters=self._hyperparameters,
+            _group_states=self._group_states,
+            _group_impls=[None] * len(self._group_impls),
+        )
+        return state
+
+    def _write_state(self, index: int, n: int, i: int, key: str, value: Any) -> None:
+        gstate = self._group_states[index]
+        self._group_states[index] = replace_entry(gstate, n, i, key, value)
+
+    def state_dict(self) -> dict[str, Any]:
+        """As ``torch.optim``: ``{"state": {index: {entry: tensor}}, "param_groups": [...]}``."""
+        state_dict = super().state_dict()
+        state_dict["state"] = {k: dict(v) for k, v in state_dict["state"].items()}
+        return state_dict
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group of parameters (with optional per-group hyperparameters).
@@ -207,6 +243,6 @@ class Optimizer(torch.optim.Optimizer):
 def _freeze(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(value)
-    if isinstance(value, Tensor):
-        return id(value)
+    if isinstance(value, Tensor):  # schedulers write a tensor lr in place (fill_): its version
+        return id(value), value._version  # counter changes, with no host sync
     return value
