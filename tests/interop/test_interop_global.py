@@ -170,4 +170,32 @@ def test_errors() -> None:
         interop.basinhopping(well_t, p, callback=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"differential_evolution: params must be float32 or"):
         interop.differential_evolution(well_t, {"x": torch.ones(3).half()}, bounds=BOUNDS)
+    w = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match=r"basinhopping: fun's output does not depend on the "
+                                         r"parameters"):  # fmt: skip
+        interop.basinhopping(lambda q: well_t({"x": w}), p, niter=1)
+    with pytest.raises(ValueError, match=r"shgo: hessian_backend must be one of 'autograd', "
+                                         r"'func'; got 'forward'"):  # fmt: skip
+        interop.shgo(well_t, p, bounds=BOUNDS, hessian_backend="forward")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"dual_annealing: bounds must give 3 \(min, max\) "
+                                         r"pairs.*got shape \(2, 2\)"):  # fmt: skip
+        interop.dual_annealing(well_t, p, bounds=BOUNDS[:2])
     torch.testing.assert_close(p["x"], torch.tensor(X0), rtol=0, atol=0)
+    assert w.grad is None
+
+
+@pytest.mark.parametrize("backend", ["autograd", "func"])
+def test_local_second_derivatives_from_either_backend(backend: str) -> None:
+    local = {"method": "trust-krylov"}
+    reference = {**local, "jac": well_jac, "hessp": well_hessp}
+    kw = {"niter": 3, "stepsize": 1.0, "rng": 0}
+    ref = so.basinhopping(well, X0, minimizer_kwargs=reference, **kw)
+    _, res = interop.basinhopping(
+        well_t, _params(), minimizer_kwargs=local, hessian_backend=backend, **kw
+    )
+    np.testing.assert_allclose(res.x, ref.x, rtol=0, atol=1e-9)
+    ref_s = so.shgo(well, BOUNDS, minimizer_kwargs=reference)
+    _, res_s = interop.shgo(
+        well_t, _params(), bounds=BOUNDS, minimizer_kwargs=local, hessian_backend=backend
+    )
+    np.testing.assert_allclose(res_s.x, ref_s.x, rtol=0, atol=1e-9)

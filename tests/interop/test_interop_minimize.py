@@ -7,6 +7,7 @@ import optree
 import pytest
 import scipy.optimize as so
 import torch
+from torch.autograd.function import once_differentiable
 
 from tests.interop._interop_problems import (
     GRADIENT,
@@ -141,19 +142,21 @@ def test_runs_under_no_grad() -> None:
 # ---- derivatives against finite differences and closed forms -------------------------------
 
 
-def _objective(fun, params, method="trust-ncg") -> Objective:
-    return Objective(fun, FlatParams(params, "test"), (), method=method)
+def _objective(fun, params, method="trust-ncg", backend="autograd") -> Objective:
+    return Objective(fun, FlatParams(params, "test"), (), method=method, hessian_backend=backend)
 
 
+@pytest.mark.parametrize("backend", ["autograd", "func"])
 @pytest.mark.parametrize("problem", ["rosen", "logistic"])
-def test_hessp_and_hess_match_finite_differences(problem: str) -> None:
+def test_hessp_and_hess_match_finite_differences(problem: str, backend: str) -> None:
     rng = np.random.default_rng(1)
     if problem == "rosen":
-        obj, n = _objective(rosen_t, torch.tensor(X0)), 5
+        obj, n = _objective(rosen_t, torch.tensor(X0), backend=backend), 5
         exact_hess = so.rosen_hess
     else:
         prob = Logistic()
-        obj, n, exact_hess = _objective(prob.torch_fun, prob.params()), 4, prob.hess
+        obj, n = _objective(prob.torch_fun, prob.params(), backend=backend), 4
+        exact_hess = prob.hess
     x, p = rng.normal(size=n), rng.normal(size=n)
     h = 1e-5
     fd_hvp = (obj.grad(x + h * p) - obj.grad(x - h * p)) / (2 * h)
@@ -165,6 +168,49 @@ def test_hessp_and_hess_match_finite_differences(problem: str) -> None:
     np.testing.assert_allclose(obj.hess(x), fd_hess, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(obj.hessp(x, p), exact_hess(x) @ p, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(obj.hess(x), exact_hess(x), rtol=1e-12, atol=1e-10)
+    # a second point: the gradient graph kept by 'autograd' belongs to the first one
+    x2 = x + 0.5
+    np.testing.assert_allclose(obj.hessp(x2, p), exact_hess(x2) @ p, rtol=1e-12, atol=1e-10)
+
+
+def test_autograd_hessp_reuses_the_gradient_graph_of_a_point() -> None:
+    calls: list = []
+
+    def counted(p):
+        calls.append(1)
+        return rosen_t(p)
+
+    rng = np.random.default_rng(0)
+    for backend, calls_per_product in (("autograd", 0), ("func", 1)):
+        obj = _objective(counted, torch.tensor(X0), backend=backend)
+        calls.clear()
+        products = [obj.hessp(X0, rng.normal(size=5)) for _ in range(5)]
+        # autograd: one forward per point, then one backward per product
+        assert len(calls) == max(1, 5 * calls_per_product)
+        obj.hessp(X0 + 1.0, rng.normal(size=5))
+        assert len(calls) == max(2, 6 * calls_per_product)
+        assert all(q.shape == (5,) and np.isfinite(q).all() for q in products)
+
+
+@pytest.mark.parametrize("backend", ["autograd", "func"])
+def test_second_derivatives_of_a_linear_fun_are_zero(backend: str) -> None:
+    c = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    obj = _objective(lambda p: (c * p).sum(), torch.zeros(3, dtype=torch.float64), backend=backend)
+    x = np.array([0.3, 0.1, -2.0])
+    np.testing.assert_array_equal(obj.grad(x), c.numpy())
+    np.testing.assert_array_equal(obj.hessp(x, np.ones(3)), np.zeros(3))
+    np.testing.assert_array_equal(obj.hess(x), np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("backend", ["autograd", "func"])
+@pytest.mark.parametrize("method", ["Newton-CG", "trust-krylov", "trust-exact"])
+def test_hessian_backends_reproduce_scipy(method: str, backend: str) -> None:
+    prob = Logistic()
+    kwargs = reference_kwargs(method, prob.jac, prob.hessp, prob.hess)
+    ref = so.minimize(prob.fun, np.zeros(4), method=method, **kwargs)
+    _, res = minimize(prob.torch_fun, prob.params(), method=method, hessian_backend=backend)
+    assert res.success
+    np.testing.assert_allclose(res.x, ref.x, rtol=0, atol=1e-10)
 
 
 def test_gradient_matches_closed_form() -> None:
@@ -297,7 +343,35 @@ def test_bad_objective() -> None:
         minimize(3, x)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"does not depend on params through autograd"):
         minimize(lambda p: (p**2).sum().detach(), x)
+    with pytest.raises(ValueError, match=r"minimize: hessian_backend must be one of 'autograd', "
+                                         r"'func'; got 'jax'"):  # fmt: skip
+        minimize(_quad, x, method="Newton-CG", hessian_backend="jax")  # type: ignore[arg-type]
     torch.testing.assert_close(x, torch.ones(3), rtol=0, atol=0)
+
+
+def test_fun_that_ignores_its_params() -> None:
+    # a module's own parameters captured by fun are not the params minimize passes
+    model = torch.nn.Linear(3, 1).double()
+    data = torch.randn(8, 3, dtype=torch.float64)
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    before = {k: v.clone() for k, v in params.items()}
+
+    def ignores(p):
+        return (model(data) ** 2).mean()
+
+    match = r"minimize: fun's output does not depend on the parameters: .*functional_call"
+    with pytest.raises(ValueError, match=match):
+        minimize(ignores, params, method="BFGS")
+    for key, value in params.items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+    assert all(p.grad is None for p in model.parameters())
+
+    # with the params it receives, the same loss minimizes
+    def uses(p):
+        return (torch.func.functional_call(model, p, (data,)) ** 2).mean()
+
+    sol, res = minimize(uses, params, method="BFGS")
+    assert res.success and float(uses(sol)) < 1e-10
 
 
 class _NumpySquareSum(torch.autograd.Function):
@@ -314,17 +388,44 @@ class _NumpySquareSum(torch.autograd.Function):
         return 2 * x * g
 
 
-@pytest.mark.parametrize(("method", "what"), [("Newton-CG", "Hessian-vector products"),
-                                              ("trust-exact", "the Hessian")])  # fmt: skip
-def test_hessian_of_once_differentiable_fun(method: str, what: str) -> None:
+class _OnceDifferentiable(_NumpySquareSum):
+    """The same, with a backward marked @once_differentiable (computed in numpy)."""
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return torch.from_numpy(2 * x.numpy()) * g
+
+
+SECOND = [("Newton-CG", "Hessian-vector products"), ("trust-exact", "the Hessian")]
+
+
+@pytest.mark.parametrize(("method", "what"), SECOND)
+def test_second_derivatives_without_forward_mode(method: str, what: str) -> None:
     x = torch.ones(3, dtype=torch.float64)
-    with pytest.raises(ValueError, match=f"method '{method}' needs {what} of fun.*could not be "
-                                         "differentiated twice.*'L-BFGS-B'"):  # fmt: skip
-        minimize(_NumpySquareSum.apply, x, method=method)
-    # gradient-only methods work: reverse mode alone is enough
-    sol, res = minimize(_NumpySquareSum.apply, x, method="BFGS")
+    with pytest.raises(ValueError, match=f"method '{method}' needs {what} of fun, computed with "
+                                         "torch.func, but fun could not be differentiated twice.*"
+                                         "hessian_backend='autograd'.*'L-BFGS-B'"):  # fmt: skip
+        minimize(_NumpySquareSum.apply, x, method=method, hessian_backend="func")
+    # its backward (2 x g) is differentiable: double backward needs nothing more
+    sol, res = minimize(_NumpySquareSum.apply, x, method=method)
     assert res.success
     torch.testing.assert_close(sol, torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-8)
+    # gradient-only methods work with either: reverse mode alone is enough
+    sol, res = minimize(_OnceDifferentiable.apply, x, method="BFGS")
+    assert res.success
+    torch.testing.assert_close(sol, torch.zeros(3, dtype=torch.float64), rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize(("method", "what"), SECOND)
+def test_second_derivatives_of_once_differentiable_fun(method: str, what: str) -> None:
+    x = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=f"method '{method}' needs {what} of fun, computed with "
+                                         "double backward, but fun could not be differentiated "
+                                         "twice: its backward is not differentiable.*"
+                                         "hessian_backend='func'.*'L-BFGS-B'"):  # fmt: skip
+        minimize(_OnceDifferentiable.apply, x, method=method)
 
 
 def test_bad_constraints() -> None:

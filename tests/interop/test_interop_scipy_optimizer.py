@@ -108,5 +108,23 @@ def test_errors() -> None:
         opt.step(no_backward)
     with pytest.raises(ValueError, match=r"closure must return a scalar .*got shape \(1, 3\)"):
         opt.step(lambda: model.weight * 2)
+    with pytest.raises(TypeError, match=r"ScipyMinimizer: callback must be callable; got int"):
+        ScipyMinimizer(model.parameters(), callback=3)  # type: ignore[arg-type]
     assert torch.count_nonzero(model.weight) == 0 and torch.count_nonzero(model.bias) == 0
     assert opt.result is None
+
+
+def test_failed_run_restores_the_parameters() -> None:
+    model = _model()
+    opt = ScipyMinimizer(model.parameters(), method="BFGS")
+    closure, calls = _closure(model, opt), []
+
+    def fails_later():
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("simulator crashed")
+        return closure()
+
+    with pytest.raises(RuntimeError, match=r"simulator crashed"):
+        opt.step(fails_later)
+    assert torch.count_nonzero(model.weight) == 0 and torch.count_nonzero(model.bias) == 0

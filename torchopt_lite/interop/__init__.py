@@ -13,15 +13,20 @@ from torchopt_lite.interop.scipy_global import (
     dual_annealing,
     shgo,
 )
+from torchopt_lite.interop.scipy_global_optimizer import ScipyGlobalMinimizer
 from torchopt_lite.interop.scipy_optimizer import ScipyMinimizer
 
 __all__ = [
+    # scipy.optimize.minimize: functional, and torch.optim-style over module parameters
     "minimize",
     "ScipyMinimizer",
+    # scipy's global optimizers: functional, and torch.optim-style over module parameters
     "basinhopping",
     "differential_evolution",
     "shgo",
     "dual_annealing",
+    "ScipyGlobalMinimizer",
+    # code and parameters outside PyTorch
     "ExternalOptimizer",
     "numpy_function",
 ]

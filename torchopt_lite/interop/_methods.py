@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from torchopt_lite.interop._objective import Objective
+from torchopt_lite.interop._objective import ScipyObjective
 
 GRADIENT_FREE = frozenset({"nelder-mead", "powell", "cobyla", "cobyqa"})
 GRADIENT_ONLY = frozenset({"cg", "bfgs", "l-bfgs-b", "tnc", "slsqp"})
@@ -49,7 +49,7 @@ def resolve_method(
     return method, meth
 
 
-def derivative_kwargs(objective: Objective, meth: str) -> dict[str, Any]:
+def derivative_kwargs(objective: ScipyObjective, meth: str) -> dict[str, Any]:
     """``fun`` and the derivative callables (``jac``, ``hessp``, ``hess``) ``meth`` uses."""
     if meth in GRADIENT_FREE:
         return {"fun": objective.value}

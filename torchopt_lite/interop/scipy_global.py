@@ -2,67 +2,33 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from torch import Tensor
 
+from torchopt_lite.interop import _global
 from torchopt_lite.interop._constraints import convert_constraints
 from torchopt_lite.interop._flat import FlatParams
-from torchopt_lite.interop._methods import (
-    GRADIENT_FREE,
-    derivative_kwargs,
-    import_scipy_optimize,
-    resolve_method,
-)
-from torchopt_lite.interop._objective import Objective
+from torchopt_lite.interop._methods import import_scipy_optimize
+from torchopt_lite.interop._objective import HessianBackend, Objective
 from torchopt_lite.typing import Params
 
 if TYPE_CHECKING:
     from scipy.optimize import OptimizeResult
 
-DERIVATIVE_KEYS = ("jac", "hess", "hessp")
-
 
 def _setup(
-    fun: Callable[..., Tensor], params: Params, args: Any, caller: str
+    fun: Callable[..., Tensor],
+    params: Params,
+    args: Any,
+    caller: str,
+    hessian_backend: HessianBackend = "autograd",
 ) -> tuple[FlatParams, Objective]:
     flat = FlatParams(params, caller)
     if not isinstance(args, tuple):
         args = (args,)
-    return flat, Objective(fun, flat, args)
-
-
-def _local_kwargs(
-    objective: Objective, minimizer_kwargs: dict[str, Any] | None, default_method: str | None
-) -> tuple[dict[str, Any], str]:
-    """``minimizer_kwargs`` with the autograd derivatives its method uses filled in."""
-    caller = objective.flat.caller
-    if minimizer_kwargs is not None and not isinstance(minimizer_kwargs, dict):
-        raise TypeError(
-            f"{caller}: minimizer_kwargs must be a dict; got {type(minimizer_kwargs).__name__}."
-        )
-    kwargs = dict(minimizer_kwargs or {})
-    for key in (*DERIVATIVE_KEYS, "args"):
-        if key in kwargs:
-            hint = f"pass args= to {caller}" if key == "args" else "autograd computes it"
-            raise ValueError(f"{caller}: minimizer_kwargs[{key!r}] must not be given; {hint}.")
-    method, meth = resolve_method(
-        kwargs.get("method", default_method),
-        f"{caller}: minimizer_kwargs",
-        bounds=kwargs.get("bounds"),
-        constraints=kwargs.get("constraints", ()),
-    )
-    objective.method = method
-    kwargs["method"] = method
-    if "constraints" in kwargs:
-        kwargs["constraints"] = convert_constraints(kwargs["constraints"], objective.flat)
-    derivatives = derivative_kwargs(objective, meth)
-    del derivatives["fun"]
-    kwargs.update(derivatives)
-    return kwargs, meth
+    return flat, Objective(fun, flat, args, hessian_backend=hessian_backend)
 
 
 def basinhopping(
@@ -72,6 +38,7 @@ def basinhopping(
     args: Any = (),
     minimizer_kwargs: dict[str, Any] | None = None,
     callback: Callable[..., Any] | None = None,
+    hessian_backend: HessianBackend = "autograd",
     **kwargs: Any,
 ) -> tuple[Params, OptimizeResult]:
     r"""Basin-hopping (:func:`scipy.optimize.basinhopping`) with autograd local searches.
@@ -90,6 +57,8 @@ def basinhopping(
             ``hessp`` are filled in from autograd for the method, so they must not be given.
             The default method is scipy's (BFGS, or L-BFGS-B / SLSQP with bounds / constraints).
         callback: ``callback(params, f, accept)`` after each basin-hopping step.
+        hessian_backend: second derivatives of local methods that use them, as for
+            :func:`~torchopt_lite.interop.minimize`.
         **kwargs: passed to :func:`scipy.optimize.basinhopping` (``niter``, ``T``, ``stepsize``,
             ``take_step``, ``accept_test``, ``rng``, ...). ``take_step`` and ``accept_test``
             see the packed vector.
@@ -106,14 +75,14 @@ def basinhopping(
         -1.04
     """
     optimize = import_scipy_optimize("basinhopping")
-    flat, objective = _setup(fun, params, args, "basinhopping")
-    local, meth = _local_kwargs(objective, minimizer_kwargs, None)
-    func = objective.value if meth in GRADIENT_FREE else objective.value_with_grad
-    result = optimize.basinhopping(
-        func,
+    flat, objective = _setup(fun, params, args, "basinhopping", hessian_backend)
+    result = _global.basinhopping(
+        optimize,
+        objective,
         flat.pack(params),
-        minimizer_kwargs=local,
+        minimizer_kwargs=minimizer_kwargs,
         callback=flat.wrap_callback(callback),
+        torch_constraints=True,
         **kwargs,
     )
     return flat.unpack(result.x), result
@@ -168,19 +137,15 @@ def differential_evolution(
     """
     optimize = import_scipy_optimize("differential_evolution")
     flat, objective = _setup(fun, params, args, "differential_evolution")
-    cons = convert_constraints(constraints, flat)
-    if vectorized:
-        kwargs.setdefault("updating", "deferred")  # what scipy switches to, without its warning
-    if polish is True:
-        method = "trust-constr" if cons else "L-BFGS-B"
-        polish = functools.partial(optimize.minimize, method=method, jac=objective.grad)
-    result = optimize.differential_evolution(
+    result = _global.differential_evolution(
+        optimize,
+        objective,
         objective.batched_value if vectorized else objective.value,
-        bounds,
-        constraints=cons,
+        flat.pack(params),
+        bounds=bounds,
+        constraints=convert_constraints(constraints, flat),
         polish=polish,
         vectorized=vectorized,
-        x0=flat.pack(params),
         callback=flat.wrap_callback(callback),
         **kwargs,
     )
@@ -197,6 +162,7 @@ def shgo(
     minimizer_kwargs: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     callback: Callable[..., Any] | None = None,
+    hessian_backend: HessianBackend = "autograd",
     **kwargs: Any,
 ) -> tuple[Params, OptimizeResult]:
     r"""Simplicial homology global optimization (:func:`scipy.optimize.shgo`) over a tree.
@@ -216,6 +182,8 @@ def shgo(
         options: scipy's shgo ``options``; ``jac``, ``hess`` and ``hessp`` come from autograd
             and must not be given.
         callback: ``callback(params)`` after each iteration.
+        hessian_backend: second derivatives of local methods that use them, as for
+            :func:`~torchopt_lite.interop.minimize`.
         **kwargs: passed to :func:`scipy.optimize.shgo` (``n``, ``iters``,
             ``sampling_method``, ``workers``).
 
@@ -231,22 +199,16 @@ def shgo(
         [-1.0356, -1.0356]
     """
     optimize = import_scipy_optimize("shgo")
-    flat, objective = _setup(fun, params, args, "shgo")
-    for key in DERIVATIVE_KEYS:
-        if options is not None and key in options:
-            raise ValueError(
-                f"shgo: options[{key!r}] must not be given; autograd computes it for the "
-                "local searches."
-            )
-    local, _ = _local_kwargs(objective, minimizer_kwargs, "SLSQP")
-    cons = convert_constraints(constraints, flat) or None
-    result = optimize.shgo(
-        objective.value,
-        bounds,
-        constraints=cons,
-        minimizer_kwargs=local,
+    flat, objective = _setup(fun, params, args, "shgo", hessian_backend)
+    result = _global.shgo(
+        optimize,
+        objective,
+        bounds=bounds,
+        constraints=convert_constraints(constraints, flat),
+        minimizer_kwargs=minimizer_kwargs,
         options=options,
         callback=flat.wrap_callback(callback),
+        torch_constraints=True,
         **kwargs,
     )
     return flat.unpack(result.x), result
@@ -260,6 +222,7 @@ def dual_annealing(
     args: Any = (),
     minimizer_kwargs: dict[str, Any] | None = None,
     callback: Callable[..., Any] | None = None,
+    hessian_backend: HessianBackend = "autograd",
     **kwargs: Any,
 ) -> tuple[Params, OptimizeResult]:
     r"""Dual annealing (:func:`scipy.optimize.dual_annealing`) with autograd local searches.
@@ -277,6 +240,8 @@ def dual_annealing(
         minimizer_kwargs: the local search's keywords, as for :func:`basinhopping`; the default
             is scipy's (L-BFGS-B within ``bounds``, ``maxiter = min(max(6 n, 100), 1000)``).
         callback: ``callback(params, f, context)`` when a new minimum is found.
+        hessian_backend: second derivatives of local methods that use them, as for
+            :func:`~torchopt_lite.interop.minimize`.
         **kwargs: passed to :func:`scipy.optimize.dual_annealing` (``maxiter``,
             ``initial_temp``, ``rng``, ``no_local_search``, ...).
 
@@ -291,30 +256,15 @@ def dual_annealing(
         [0.5, 0.5]
     """
     optimize = import_scipy_optimize("dual_annealing")
-    flat, objective = _setup(fun, params, args, "dual_annealing")
-    if minimizer_kwargs is None:
-        lower, upper = _bounds_arrays(bounds, flat.size)
-        minimizer_kwargs = {
-            "method": "L-BFGS-B",
-            "bounds": list(zip(lower, upper, strict=True)),
-            "options": {"maxiter": min(max(6 * flat.size, 100), 1000)},
-        }
-    local, _ = _local_kwargs(objective, minimizer_kwargs, "L-BFGS-B")
-    result = optimize.dual_annealing(
-        objective.value,
-        bounds,
-        minimizer_kwargs=local,
+    flat, objective = _setup(fun, params, args, "dual_annealing", hessian_backend)
+    result = _global.dual_annealing(
+        optimize,
+        objective,
+        flat.pack(params),
+        bounds=bounds,
+        minimizer_kwargs=minimizer_kwargs,
         callback=flat.wrap_callback(callback),
-        x0=flat.pack(params),
+        torch_constraints=True,
         **kwargs,
     )
     return flat.unpack(result.x), result
-
-
-def _bounds_arrays(bounds: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.optimize import Bounds
-
-    if isinstance(bounds, Bounds):
-        return np.broadcast_to(bounds.lb, (n,)), np.broadcast_to(bounds.ub, (n,))
-    pairs = np.asarray(bounds, dtype=np.float64)
-    return pairs[:, 0], pairs[:, 1]

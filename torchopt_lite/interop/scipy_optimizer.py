@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from torchopt_lite.interop._flat import FlatParams
-from torchopt_lite.interop._methods import (
-    GRADIENT_FREE,
-    HESS,
-    HESSP,
-    import_scipy_optimize,
-    resolve_method,
-)
-from torchopt_lite.interop._objective import check_scalar
+from torchopt_lite.interop._closure import ClosureObjective, ClosureOptimizer, check_first_order
+from torchopt_lite.interop._methods import GRADIENT_FREE, import_scipy_optimize, resolve_method
 
 if TYPE_CHECKING:
     from scipy.optimize import OptimizeResult
 
 
-class ScipyMinimizer(torch.optim.Optimizer):
+class ScipyMinimizer(ClosureOptimizer):
     r"""Minimize a closure's loss over ``params`` with :func:`scipy.optimize.minimize`.
 
     The parameters are packed into one float64 vector :math:`x`; each evaluation writes
@@ -63,10 +56,10 @@ class ScipyMinimizer(torch.optim.Optimizer):
 
     Note:
         ``torch.optim.LBFGS`` runs a fixed number of iterations per ``step``; this class runs
-        scipy to convergence (or ``options["maxiter"]``) and keeps no state between steps.
+        scipy to convergence (or ``options["maxiter"]``) and keeps no state between steps. If
+        the run raises (a bad closure, a ``KeyboardInterrupt``), the parameters get their
+        starting values back.
     """
-
-    result: OptimizeResult | None
 
     def __init__(
         self,
@@ -82,12 +75,7 @@ class ScipyMinimizer(torch.optim.Optimizer):
         caller = "ScipyMinimizer"
         import_scipy_optimize(caller)
         method, meth = resolve_method(method, caller, bounds=bounds, constraints=constraints)
-        if meth in HESSP | HESS:
-            raise ValueError(
-                f"{caller}: method {method!r} needs second derivatives, which a closure that "
-                "calls loss.backward() cannot give; use torchopt_lite.interop.minimize with "
-                "torch.func.functional_call, or a gradient method such as 'L-BFGS-B'."
-            )
+        check_first_order(method, meth, caller)
         defaults = {
             "method": method,
             "bounds": bounds,
@@ -95,76 +83,25 @@ class ScipyMinimizer(torch.optim.Optimizer):
             "tol": tol,
             "options": options,
         }
-        super().__init__(params, defaults)
-        if len(self.param_groups) != 1:
-            raise ValueError(
-                f"{caller} doesn't support per-parameter options (parameter groups); "
-                f"got {len(self.param_groups)} groups."
-            )
-        FlatParams(self.param_groups[0]["params"], caller)  # dtype and device checks
+        super().__init__(params, defaults, callback, caller)
         self._gradient_free = meth in GRADIENT_FREE
-        self._callback = callback
-        self.result = None
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Run scipy from the current parameters and leave the solution in them.
-
-        Args:
-            closure: recomputes the loss, calls ``backward()`` and returns the loss (a scalar
-                tensor); required.
-
-        Returns:
-            The final loss as a 0-d float64 tensor.
-        """
-        caller = "ScipyMinimizer.step"
-        optimize = import_scipy_optimize(caller)
-        if closure is None:
-            raise TypeError(
-                f"{caller}: a closure is required: it must zero the grads, compute the loss, "
-                "call loss.backward() and return the loss."
-            )
+    def _run(
+        self,
+        optimize: ModuleType,
+        objective: ClosureObjective,
+        x0: np.ndarray,
+        callback: Callable[..., Any] | None,
+    ) -> OptimizeResult:
         group = self.param_groups[0]
-        params: list[Tensor] = list(group["params"])
-        flat = FlatParams(params, caller)
-
-        def evaluate(x: np.ndarray) -> tuple[float, np.ndarray]:
-            with torch.no_grad():
-                for p, value in zip(params, flat.unpack(x), strict=True):
-                    p.copy_(value)
-            with torch.enable_grad():
-                loss = check_scalar(closure(), caller, "closure")
-            if self._gradient_free:
-                return float(loss.detach()), np.zeros(0)
-            grads = [p.grad for p in params]
-            if all(g is None for g in grads):
-                raise ValueError(
-                    f"{caller}: no parameter has a .grad after closure(); the closure must call "
-                    "loss.backward() (or pick a gradient-free method such as 'Nelder-Mead')."
-                )
-            flat_grad = torch.cat(
-                [
-                    (torch.zeros_like(p) if g is None else g).reshape(-1).to("cpu", torch.float64)
-                    for p, g in zip(params, grads, strict=True)
-                ]
-            )
-            return float(loss.detach()), flat_grad.numpy()
-
-        def loss_only(x: np.ndarray) -> float:
-            return evaluate(x)[0]
-
-        result = optimize.minimize(
-            loss_only if self._gradient_free else evaluate,
-            flat.pack(params),
-            jac=not self._gradient_free,
+        return optimize.minimize(
+            objective.value if self._gradient_free else objective.value_with_grad,
+            x0,
+            jac=None if self._gradient_free else objective.grad,
             method=group["method"],
             bounds=group["bounds"],
             constraints=group["constraints"],
             tol=group["tol"],
             options=group["options"],
-            callback=flat.wrap_callback(self._callback),
+            callback=callback,
         )
-        with torch.no_grad():
-            for p, value in zip(params, flat.unpack(result.x), strict=True):
-                p.copy_(value)
-        self.result = result
-        return torch.tensor(float(result.fun), dtype=torch.float64)

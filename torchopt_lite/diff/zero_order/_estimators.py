@@ -23,8 +23,10 @@ BatchFn = Callable[[Tensor], Tensor]
 EstimatorFn = Callable[..., tuple[Tensor, Tensor]]  # (f, theta, noise, sigma, f_theta)
 
 
-def _shifted(theta: Tensor, directions: Tensor, step: float) -> Tensor:
-    """The batch theta + step * u_m, one row per direction."""
+def _shifted(theta: Tensor, directions: Tensor, step: float | Tensor) -> Tensor:
+    """The batch theta + step * u_m, one row per direction (``step`` a scalar or one per entry)."""
+    if isinstance(step, Tensor):
+        return theta + directions * step
     return torch.add(theta, directions, alpha=step)
 
 
@@ -63,17 +65,20 @@ def spsa(
 
 
 def forward_difference(
-    f: BatchFn, theta: Tensor, noise: Tensor | None, sigma: float, f_theta: Tensor
+    f: BatchFn, theta: Tensor, noise: Tensor | None, sigma: float | Tensor, f_theta: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """w_i = (f(theta + h e_i) - f(theta)) / h; directions the coordinate axes e_i."""
+    """w_i = (f(theta + h_i e_i) - f(theta)) / h_i; directions the coordinate axes e_i.
+
+    ``sigma`` is the step ``h``: one float, or a ``(d,)`` tensor of per-coordinate steps.
+    """
     basis = torch.eye(theta.numel(), dtype=theta.dtype, device=theta.device)
     return (f(_shifted(theta, basis, sigma)) - f_theta) / sigma, basis
 
 
 def central_difference(
-    f: BatchFn, theta: Tensor, noise: Tensor | None, sigma: float, f_theta: Tensor
+    f: BatchFn, theta: Tensor, noise: Tensor | None, sigma: float | Tensor, f_theta: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """w_i = (f(theta + h e_i) - f(theta - h e_i)) / (2h); directions the coordinate axes e_i."""
+    """w_i = (f(theta + h_i e_i) - f(theta - h_i e_i)) / (2 h_i); directions the axes e_i."""
     basis = torch.eye(theta.numel(), dtype=theta.dtype, device=theta.device)
     plus, minus = f(_shifted(theta, torch.cat([basis, -basis]), sigma)).chunk(2)
     return (plus - minus) / (2.0 * sigma), basis
@@ -123,7 +128,7 @@ def estimate(
     f: BatchFn,
     theta: Tensor,
     noise: Tensor | None,
-    sigma: float,
+    sigma: float | Tensor,
     f_theta: Tensor,
     *,
     baseline: bool,
