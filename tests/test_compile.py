@@ -12,10 +12,16 @@ from torch.func import functional_call, grad
 
 import torchopt_lite
 
-# torch 2.13's inductor calls a deprecated torch.jit helper while compiling; not ours to fix.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
-)
+# torch 2.13's inductor calls a deprecated torch.jit helper while compiling, and dynamo
+# instantiates every autograd.Function it traces (here the out-of-place sqrt of torchopt_lite._ops,
+# whose derivative is 0 at 0), which warns; neither is ours to fix.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:<class 'torch.autograd.function.Function'> should not be instantiated"
+        ":DeprecationWarning"
+    ),
+]
 
 OPTIMIZERS = {
     "sgd": lambda: torchopt_lite.sgd(0.1, momentum=0.9, weight_decay=0.01),

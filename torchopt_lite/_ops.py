@@ -57,6 +57,49 @@ def _compiling() -> bool:
 # ``g + y * a`` compiles right; tests/test_compile.py runs a MAML loop with momentum on it.
 
 
+class _Sqrt(torch.autograd.Function):
+    r"""``sqrt`` whose derivative is 0 where ``sqrt(x) = 0`` (the subgradient at a norm's kink).
+
+    Adaptive optimizers divide by :math:`\sqrt{v}`, where :math:`v` accumulates squared
+    gradients. An element whose gradient has been exactly 0 at every step (a dead unit, a
+    zero-padded feature) has :math:`v = m = 0`; torch's ``sqrt`` backward then computes
+    :math:`0 / (2 \cdot 0)` and one NaN spreads through the whole meta-gradient. As a function of
+    the gradients, :math:`\sqrt{v}` is a weighted norm, and 0 is its subgradient at 0 (the value
+    ``torch.linalg.vector_norm`` takes there); with it, such elements contribute what they
+    should, nothing. The backward uses differentiable ops (second order works) and is finite.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(*xs: Tensor) -> tuple[Tensor, ...]:
+        if len(xs) == 1:  # the per-leaf rendering applies it leaf by leaf (batchable)
+            return (torch.sqrt(xs[0]),)
+        return tuple(torch._foreach_sqrt(list(xs)))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        ctx.save_for_backward(*output)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        out = []
+        for g, s in zip(grads, ctx.saved_tensors, strict=True):
+            positive = s > 0
+            safe = torch.where(positive, s, torch.ones_like(s))  # no 0/0, even in double backward
+            out.append(torch.where(positive, g / (2 * safe), torch.zeros_like(g)))
+        return tuple(out)
+
+
+def _sqrt(xs: Seq, per_leaf: bool) -> Leaves:
+    """Out-of-place ``sqrt``; with autograd recording, through :class:`_Sqrt`."""
+    if not torch.is_grad_enabled() or not xs:
+        return [torch.sqrt(x) for x in xs] if per_leaf else list(torch._foreach_sqrt(xs))
+    if per_leaf:
+        return [_Sqrt.apply(x)[0] for x in xs]
+    return list(_Sqrt.apply(*xs))
+
+
 def _pairs(ys: Any, n: int) -> Any:
     return ys if isinstance(ys, list | tuple) else [ys] * n
 
@@ -103,7 +146,7 @@ class _ForeachPure:
 
     @staticmethod
     def sqrt(xs: Leaves) -> Leaves:
-        return list(torch._foreach_sqrt(xs))
+        return _sqrt(xs, per_leaf=False)
 
     @staticmethod
     def abs(xs: Leaves) -> Leaves:
@@ -243,7 +286,7 @@ class _LeafPure(_ForeachPure):
 
     @staticmethod
     def sqrt(xs: Leaves) -> Leaves:
-        return [torch.sqrt(x) for x in xs]
+        return _sqrt(xs, per_leaf=True)
 
     @staticmethod
     def abs(xs: Leaves) -> Leaves:

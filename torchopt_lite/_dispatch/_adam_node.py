@@ -11,7 +11,7 @@ With :math:`a = -\\alpha / (1 - \\beta_1^t)`, :math:`c = 1 / (1 - \\beta_2^t)`,
 
 .. math::
     \\bar m' \\mathrel{+}= a \\bar u / D, \\qquad
-    \\bar v' \\mathrel{+}= -\\tfrac{a c}{2}\\, \\bar u m' / (D^2 s), \\qquad
+    \\bar v' \\mathrel{+}= -\\tfrac{a c}{2}\\, \\bar u m' / (D^2 s)\\ (0 \\text{ at } s=0),
     \\bar g = (1-\\beta_1) \\bar m' + 2 (1-\\beta_2)\\, g \\bar v', \\quad
     \\bar m = \\beta_1 \\bar m', \\quad \\bar v = \\beta_2 \\bar v', \\quad
     \\bar\\alpha = -\\frac{1}{1-\\beta_1^t} \\sum \\bar u\\, m' / D.
@@ -97,11 +97,29 @@ class AdamStep(torch.autograd.Function):
             if ctx.lr_is_tensor and ctx.needs_input_grad[2]:
                 total = torch.stack([x.sum() for x in tm]).sum()
                 lr_bar = -total / bias_correction(cfg.b1, ctx.count)
-            gv = ops.mul(ops.div(ops.div(tm, denom), s), -0.5 * a * c)
+            gv = ops.mul(_div_where_positive(ops, ops.div(tm, denom), s), -0.5 * a * c)
         gm = _accumulate(ops, gm, mu_bar, g)
         gv = _accumulate(ops, gv, nu_bar, g)
         g_bar = ops.addcmul(ops.fresh.mul(gm, 1.0 - cfg.b1), g, gv, 2.0 * (1.0 - cfg.b2))
         return None, None, lr_bar, *g_bar, *ops.fresh.mul(gm, cfg.b1), *ops.fresh.mul(gv, cfg.b2)
+
+
+def _div_where_positive(ops: Ops, xs: list[Tensor], s: list[Tensor]) -> list[Tensor]:
+    r"""``x / s``, and 0 where ``s = 0``: the derivative of :math:`\sqrt{v}` at 0 taken as 0.
+
+    There every gradient so far was 0, so :math:`m' = 0` and ``x = 0``; torch's 0/0 would be a
+    NaN that spreads through the whole meta-gradient (see ``torchopt_lite._ops._Sqrt``).
+    """
+    if ops.inplace:  # no graph: overwrite our own buffers, one multi-tensor op
+        # A positive s is at least sqrt(the smallest subnormal), above the dtype's tiny, so this
+        # changes only the zeros; x / tiny is then 0 / tiny = 0.
+        torch._foreach_maximum_(s, [torch.finfo(y.dtype).tiny for y in s])
+        return ops.div(xs, s)
+    out = []
+    for x, y in zip(xs, s, strict=True):
+        positive = y > 0
+        out.append(torch.where(positive, x / torch.where(positive, y, 1.0), 0.0))
+    return out
 
 
 def _accumulate(
