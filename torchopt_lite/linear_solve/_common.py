@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol, cast, overload
+
 from torchopt_lite.linalg._krylov import check_tolerances
 from torchopt_lite.linear_solve.utils import Matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
@@ -30,3 +33,76 @@ def solve_now_or_later(
             "neither to get a solver solve(matvec, b)."
         )
     return solve(matvec, b)
+
+
+Preconditioner = TensorTree | Callable[[TensorTree], TensorTree] | None
+
+
+class KrylovFactory(Protocol):
+    """A Krylov solver factory: a solver without the system, the solution with it."""
+
+    @overload
+    def __call__(
+        self,
+        *,
+        ridge: float | None = None,
+        init: TensorTree | None = None,
+        rtol: float = 1e-5,
+        atol: float = 0.0,
+        maxiter: int | None = None,
+        M: Preconditioner = None,
+        strict: bool | None = None,
+        matvec: None = None,
+        b: None = None,
+    ) -> LinearSolver: ...
+    @overload
+    def __call__(
+        self,
+        *,
+        ridge: float | None = None,
+        init: TensorTree | None = None,
+        rtol: float = 1e-5,
+        atol: float = 0.0,
+        maxiter: int | None = None,
+        M: Preconditioner = None,
+        strict: bool | None = None,
+        matvec: Matvec,
+        b: TensorTree,
+    ) -> TensorTree: ...
+
+
+class InvFactory(Protocol):
+    """:func:`~torchopt_lite.linear_solve.solve_inv`'s two call forms."""
+
+    @overload
+    def __call__(
+        self,
+        *,
+        ridge: float | None = None,
+        ns: bool = False,
+        maxiter: int | None = None,
+        alpha: float | None = None,
+        matvec: None = None,
+        b: None = None,
+    ) -> LinearSolver: ...
+    @overload
+    def __call__(
+        self,
+        *,
+        ridge: float | None = None,
+        ns: bool = False,
+        maxiter: int | None = None,
+        alpha: float | None = None,
+        matvec: Matvec,
+        b: TensorTree,
+    ) -> TensorTree: ...
+
+
+def krylov_factory(fn: Callable[..., Any]) -> KrylovFactory:
+    """Type ``fn`` by its two call forms (the function itself is unchanged)."""
+    return cast(KrylovFactory, fn)
+
+
+def inv_factory(fn: Callable[..., Any]) -> InvFactory:
+    """Type ``fn`` by its two call forms (the function itself is unchanged)."""
+    return cast(InvFactory, fn)

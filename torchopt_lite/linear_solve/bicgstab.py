@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import overload
-
 from torchopt_lite import linalg
-from torchopt_lite.linear_solve._common import check_krylov, solve_now_or_later
+from torchopt_lite.linear_solve._common import (
+    Preconditioner,
+    check_krylov,
+    krylov_factory,
+    solve_now_or_later,
+)
 from torchopt_lite.linear_solve.utils import Matvec, make_ridge_matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 
-@overload
+@krylov_factory
 def solve_bicgstab(
     *,
     ridge: float | None = None,
@@ -19,32 +21,7 @@ def solve_bicgstab(
     rtol: float = 1e-5,
     atol: float = 0.0,
     maxiter: int | None = None,
-    M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
-    strict: bool | None = None,
-    matvec: None = None,
-    b: None = None,
-) -> LinearSolver: ...
-@overload
-def solve_bicgstab(
-    *,
-    ridge: float | None = None,
-    init: TensorTree | None = None,
-    rtol: float = 1e-5,
-    atol: float = 0.0,
-    maxiter: int | None = None,
-    M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
-    strict: bool | None = None,
-    matvec: Matvec,
-    b: TensorTree,
-) -> TensorTree: ...
-def solve_bicgstab(
-    *,
-    ridge: float | None = None,
-    init: TensorTree | None = None,
-    rtol: float = 1e-5,
-    atol: float = 0.0,
-    maxiter: int | None = None,
-    M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
+    M: Preconditioner = None,
     strict: bool | None = None,
     matvec: Matvec | None = None,
     b: TensorTree | None = None,

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-from typing import overload
-
 import torch
 
 from torchopt_lite import linalg
-from torchopt_lite.linear_solve._common import check_ridge, solve_now_or_later
+from torchopt_lite.linear_solve._common import check_ridge, inv_factory, solve_now_or_later
 from torchopt_lite.linear_solve.utils import Matvec, make_ridge_matvec, materialize_matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 
-@overload
-def solve_inv(
-    *,
-    ridge: float | None = None,
-    ns: bool = False,
-    maxiter: int | None = None,
-    alpha: float | None = None,
-    matvec: None = None,
-    b: None = None,
-) -> LinearSolver: ...
-@overload
-def solve_inv(
-    *,
-    ridge: float | None = None,
-    ns: bool = False,
-    maxiter: int | None = None,
-    alpha: float | None = None,
-    matvec: Matvec,
-    b: TensorTree,
-) -> TensorTree: ...
+@inv_factory
 def solve_inv(
     *,
     ridge: float | None = None,
