@@ -49,6 +49,14 @@ def test_chain_flat_and_chain_dot_flat_compute_the_chain() -> None:
             torch.testing.assert_close(other[key], results[0][key], rtol=0, atol=0)
 
 
+def test_empty_chain_is_the_identity() -> None:
+    t = torchopt.chain()
+    assert t == torchopt.base.identity()
+    g = {"w": torch.ones(2)}
+    updates, state = t.update(g, t.init(g))
+    assert updates is g and state == torchopt.base.EmptyState()
+
+
 # -- stateless transforms take state=None --------------------------------------------------------
 STATELESS = {
     "nan_to_num": lambda: torchopt.nan_to_num(nan=0.0, posinf=1.0, neginf=-1.0),
@@ -112,33 +120,42 @@ B = torch.tensor([1.0, -1.0], dtype=torch.float64)
 @pytest.mark.parametrize(
     "factory", [linear_solve.solve_cg, linear_solve.solve_normal_cg, linear_solve.solve_bicgstab]
 )
-def test_krylov_solver_called_with_the_system_returns_the_solution(factory) -> None:
-    x = factory(matvec=lambda v: A @ v, b=B, ridge=0.5, rtol=1e-12, maxiter=50)
+def test_krylov_solver_with_a_bound_system(factory) -> None:
+    """TorchOpt's partial form: bind the system in the factory, call with or without it."""
+    solve = factory(matvec=lambda v: A @ v, b=B, ridge=0.5, rtol=1e-12, maxiter=50)
     eye = torch.eye(2, dtype=A.dtype)
     if factory is linear_solve.solve_normal_cg:  # the ridge is added to A^T A
         expected = torch.linalg.solve(A.T @ A + 0.5 * eye, A.T @ B)
     else:
         expected = torch.linalg.solve(A + 0.5 * eye, B)
-    torch.testing.assert_close(x, expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(solve(), expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(solve(matvec=lambda v: A @ v, b=B), expected, rtol=1e-9, atol=1e-12)
     again = factory(ridge=0.5, rtol=1e-12, maxiter=50)(lambda v: A @ v, B)
-    torch.testing.assert_close(x, again, rtol=0, atol=0)
+    torch.testing.assert_close(solve(), again, rtol=0, atol=0)
+    # what is passed at the call replaces what was bound
+    torch.testing.assert_close(solve(b=2 * B), 2 * expected, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("ns", [False, True])
-def test_solve_inv_called_with_the_system_returns_the_solution(ns: bool) -> None:
+def test_solve_inv_with_a_bound_system(ns: bool) -> None:
+    """TorchOpt's test_rr_solve_inv: ``solve_inv(matvec=, b=, ...)(matvec=, b=)``."""
     matvec = (lambda v: 0.5 * A @ v) if ns else (lambda v: A @ v)
     kwargs = {"maxiter": 200} if ns else {}
-    x = linear_solve.solve_inv(matvec=matvec, b=B, ns=ns, **kwargs)
+    solve = linear_solve.solve_inv(matvec=matvec, b=B, ns=ns, **kwargs)
     expected = torch.linalg.solve(0.5 * A if ns else A, B)
-    torch.testing.assert_close(x, expected, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(solve(matvec=matvec, b=B), expected, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(solve(), expected, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("given", ["matvec", "b"])
-def test_linear_solve_with_half_a_system_is_a_type_error(given: str) -> None:
+def test_solver_with_half_a_system_names_the_missing_half(given: str) -> None:
     kwargs = {"matvec": lambda v: A @ v} if given == "matvec" else {"b": B}
     missing = "b" if given == "matvec" else "matvec"
-    with pytest.raises(TypeError, match=f"solve_cg: got {given} but not {missing}"):
-        linear_solve.solve_cg(**kwargs)
+    solve = linear_solve.solve_cg(**kwargs)
+    with pytest.raises(TypeError, match=f"solve_cg: the solver has no {missing}; pass it"):
+        solve()
+    rest = {"b": B} if given == "matvec" else {"matvec": lambda v: A @ v}
+    torch.testing.assert_close(solve(**rest), torch.linalg.solve(A, B), rtol=1e-5, atol=1e-6)
 
 
 # -- ImplicitMetaGradientModule: module-level helpers and non-view solutions ----------------------
@@ -185,7 +202,7 @@ def test_solved_parameters_are_not_views_and_detach_in_place() -> None:
 
 
 def test_enable_implicit_gradients_refuses_a_class_already_enabled() -> None:
-    with pytest.raises(TypeError, match="_Ridge: implicit gradients are already enabled"):
+    with pytest.raises(TypeError, match="_Ridge: Implicit gradients are already enabled"):
         enable_implicit_gradients(_Ridge)
 
 
@@ -204,6 +221,16 @@ def test_make_optimality_from_objective_is_the_objective_gradient() -> None:
     torch.testing.assert_close(residual, X.T @ (X @ w - y) + lam.detach() * w, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("method", ["optimality", "objective"])
+def test_implicit_module_methods_must_be_callable(method: str) -> None:
+    with pytest.raises(TypeError, match=rf"NotCallable: method {method}\(\) must be callable"):
+        type(
+            "NotCallable",
+            (ImplicitMetaGradientModule,),
+            {method: 0, "solve": lambda self: None},
+        )
+
+
 def test_make_optimality_from_objective_needs_an_objective() -> None:
     class OnlyOptimality(ImplicitMetaGradientModule):
         def optimality(self):  # type: ignore[override]
@@ -212,7 +239,7 @@ def test_make_optimality_from_objective_needs_an_objective() -> None:
         def solve(self) -> None:
             pass
 
-    with pytest.raises(TypeError, match="OnlyOptimality: the objective"):
+    with pytest.raises(TypeError, match="OnlyOptimality: The objective function is not defined"):
         make_optimality_from_objective(OnlyOptimality)
 
 

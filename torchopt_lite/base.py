@@ -260,26 +260,27 @@ def _identity_leafwise() -> Leafwise:
     )
 
 
+def _identity_init(params: Params) -> OptState:
+    return EmptyState()
+
+
+def _identity_update(
+    updates: Updates, state: OptState, *, params: Params | None = None, inplace: bool = True
+) -> tuple[Updates, OptState]:
+    return updates, state
+
+
 class IdentityGradientTransformation(GradientTransformation):
     """The transformation that returns updates unchanged (stateless: ``EmptyState``)."""
 
     _plan: Plan
 
     def __new__(cls) -> IdentityGradientTransformation:
-        """Build the identity: the same tree out, whatever the state."""
+        """Build the identity: the same tree out, whatever the state.
 
-        def init_fn(params: Params) -> OptState:
-            return EmptyState()
-
-        def update_fn(
-            updates: Updates,
-            state: OptState,
-            *,
-            params: Params | None = None,
-            inplace: bool = True,
-        ) -> tuple[Updates, OptState]:
-            return updates, state
-
+        Its functions are module-level, so every identity equals every other (as in TorchOpt).
+        """
+        init_fn, update_fn = _identity_init, _identity_update
         self = super().__new__(cls, init_fn, update_fn)
         self._plan = Plan([_identity_leafwise()], chained=False)
         return self

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torchopt_lite.base import ChainedGradientTransformation, GradientTransformation
+from torchopt_lite.base import ChainedGradientTransformation, GradientTransformation, identity
 
 __all__ = ["chain", "chain_flat"]
 
@@ -10,12 +10,15 @@ __all__ = ["chain", "chain_flat"]
 def chain(*transformations: GradientTransformation) -> GradientTransformation:
     """Apply transformations in order; nested chains are flattened.
 
-    A chain of one transformation returns that transformation itself.
+    A chain of one transformation returns that transformation itself, and the empty chain is
+    :func:`~torchopt_lite.base.identity`.
 
     Example:
         >>> import torchopt_lite as to
         >>> opt = to.chain(to.clip_grad_norm(max_norm=1.0), to.adam(lr=1e-3))
     """
+    if not transformations:  # as in TorchOpt: the empty chain is the identity
+        return identity()
     if len(transformations) == 1 and isinstance(transformations[0], GradientTransformation):
         return transformations[0]
     return ChainedGradientTransformation(*transformations)

@@ -94,7 +94,7 @@ def test_class_definition_errors() -> None:
                 pass
 
     with pytest.raises(
-        TypeError, match=r"Static\.objective\(\) must be a plain method, not a staticmethod"
+        TypeError, match=r"Static: method objective\(\) must not be a staticmethod"
     ):
 
         class Static(ImplicitMetaGradientModule):
@@ -125,7 +125,7 @@ def test_missing_parameters_are_reported() -> None:
         def solve(self):
             pass
 
-    with pytest.raises(RuntimeError, match=r"OnlyMeta\.solve: the module has no parameters"):
+    with pytest.raises(RuntimeError, match=r"OnlyMeta\.solve: The module has no parameters\."):
         OnlyMeta(torch.ones(2, requires_grad=True)).solve()
 
     class OnlyParams(ImplicitMetaGradientModule):
@@ -140,6 +140,6 @@ def test_missing_parameters_are_reported() -> None:
             pass
 
     module = OnlyParams()
-    with pytest.raises(RuntimeError, match=r"OnlyParams\.solve: the module has no meta-parameters"):
+    with pytest.raises(RuntimeError, match=r"OnlyParams\.solve: The module has no meta-param"):
         module.solve()
     torch.testing.assert_close(module.x, torch.ones(2))  # untouched

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, cast, overload
 
 from torchopt_lite.linalg._krylov import check_tolerances
 from torchopt_lite.linear_solve.utils import Matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
+
+Preconditioner = TensorTree | Callable[[TensorTree], TensorTree] | None
 
 
 def check_ridge(name: str, ridge: float | None) -> None:
@@ -20,89 +21,26 @@ def check_krylov(
     check_tolerances(name, rtol, atol, maxiter)
 
 
-def solve_now_or_later(
+def bind_system(
     name: str, solve: LinearSolver, matvec: Matvec | None, b: TensorTree | None
-) -> LinearSolver | TensorTree:
-    """The solver, or its solution of ``matvec(x) = b`` when the system is given (JAXopt style)."""
+) -> LinearSolver:
+    """``solve``, with ``matvec`` and ``b`` bound as defaults (TorchOpt's partial form).
+
+    ``solve_inv(matvec=mv, b=b)`` returns a solver of that system: called with no arguments it
+    solves it, called with others it solves those, as TorchOpt's ``functools.partial`` does.
+    """
     if matvec is None and b is None:
         return solve
-    if matvec is None or b is None:
-        given, missing = ("matvec", "b") if b is None else ("b", "matvec")
-        raise TypeError(
-            f"{name}: got {given} but not {missing}; pass both to solve the system now, or "
-            "neither to get a solver solve(matvec, b)."
-        )
-    return solve(matvec, b)
+    bound_matvec, bound_b = matvec, b
 
+    def solve_bound(matvec: Matvec | None = None, b: TensorTree | None = None) -> TensorTree:
+        matvec = bound_matvec if matvec is None else matvec
+        b = bound_b if b is None else b
+        if matvec is None or b is None:
+            missing = "matvec" if matvec is None else "b"
+            raise TypeError(
+                f"{name}: the solver has no {missing}; pass it to the solver or to {name}()."
+            )
+        return solve(matvec, b)
 
-Preconditioner = TensorTree | Callable[[TensorTree], TensorTree] | None
-
-
-class KrylovFactory(Protocol):
-    """A Krylov solver factory: a solver without the system, the solution with it."""
-
-    @overload
-    def __call__(
-        self,
-        *,
-        ridge: float | None = None,
-        init: TensorTree | None = None,
-        rtol: float = 1e-5,
-        atol: float = 0.0,
-        maxiter: int | None = None,
-        M: Preconditioner = None,
-        strict: bool | None = None,
-        matvec: None = None,
-        b: None = None,
-    ) -> LinearSolver: ...
-    @overload
-    def __call__(
-        self,
-        *,
-        ridge: float | None = None,
-        init: TensorTree | None = None,
-        rtol: float = 1e-5,
-        atol: float = 0.0,
-        maxiter: int | None = None,
-        M: Preconditioner = None,
-        strict: bool | None = None,
-        matvec: Matvec,
-        b: TensorTree,
-    ) -> TensorTree: ...
-
-
-class InvFactory(Protocol):
-    """:func:`~torchopt_lite.linear_solve.solve_inv`'s two call forms."""
-
-    @overload
-    def __call__(
-        self,
-        *,
-        ridge: float | None = None,
-        ns: bool = False,
-        maxiter: int | None = None,
-        alpha: float | None = None,
-        matvec: None = None,
-        b: None = None,
-    ) -> LinearSolver: ...
-    @overload
-    def __call__(
-        self,
-        *,
-        ridge: float | None = None,
-        ns: bool = False,
-        maxiter: int | None = None,
-        alpha: float | None = None,
-        matvec: Matvec,
-        b: TensorTree,
-    ) -> TensorTree: ...
-
-
-def krylov_factory(fn: Callable[..., Any]) -> KrylovFactory:
-    """Type ``fn`` by its two call forms (the function itself is unchanged)."""
-    return cast(KrylovFactory, fn)
-
-
-def inv_factory(fn: Callable[..., Any]) -> InvFactory:
-    """Type ``fn`` by its two call forms (the function itself is unchanged)."""
-    return cast(InvFactory, fn)
+    return solve_bound

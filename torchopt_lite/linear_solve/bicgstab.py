@@ -5,15 +5,13 @@ from __future__ import annotations
 from torchopt_lite import linalg
 from torchopt_lite.linear_solve._common import (
     Preconditioner,
+    bind_system,
     check_krylov,
-    krylov_factory,
-    solve_now_or_later,
 )
 from torchopt_lite.linear_solve.utils import Matvec, make_ridge_matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 
-@krylov_factory
 def solve_bicgstab(
     *,
     ridge: float | None = None,
@@ -25,7 +23,7 @@ def solve_bicgstab(
     strict: bool | None = None,
     matvec: Matvec | None = None,
     b: TensorTree | None = None,
-) -> LinearSolver | TensorTree:
+) -> LinearSolver:
     r"""Return ``solve(matvec, b)`` solving :math:`(A + \mathrm{ridge}\,I)\,x = b` by BiCGSTAB.
 
     For non-symmetric :math:`A` (fixed points :math:`x = T(x, \theta)`, optimality conditions
@@ -40,13 +38,12 @@ def solve_bicgstab(
         maxiter: maximum number of steps (``None``: ``10 * b.numel()``).
         M: right preconditioner approximating :math:`(A + \mathrm{ridge}\,I)^{-1}`.
         strict: non-convergence policy (``None``: raise unless ``maxiter`` is given).
-        matvec: with ``b``, solve the system now and return ``x`` (``matvec(x) = A x``), as
-            ``solve_bicgstab(matvec=..., b=...)`` is called in JAXopt-style code.
-        b: the right-hand side, a tree shaped like ``x``; only together with ``matvec``.
+        matvec: a system's ``matvec(x) = A x`` to bind (TorchOpt's form): the returned solver
+            then uses it when called without one.
+        b: a right-hand side to bind in the same way.
 
     Returns:
-        A linear solver ``solve(matvec, b) -> x``; or ``x`` itself when ``matvec`` and ``b`` are
-        given.
+        A linear solver ``solve(matvec, b) -> x``.
 
     Example:
         >>> A = torch.tensor([[3.0, 1.0], [-1.0, 2.0]])
@@ -65,4 +62,4 @@ def solve_bicgstab(
             matvec, b, init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
         )
 
-    return solve_now_or_later("solve_bicgstab", solve, matvec, b)
+    return bind_system("solve_bicgstab", solve, matvec, b)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import torch
 
 from torchopt_lite import linalg
-from torchopt_lite.linear_solve._common import check_ridge, inv_factory, solve_now_or_later
+from torchopt_lite.linear_solve._common import bind_system, check_ridge
 from torchopt_lite.linear_solve.utils import Matvec, make_ridge_matvec, materialize_matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 
-@inv_factory
 def solve_inv(
     *,
     ridge: float | None = None,
@@ -19,7 +18,7 @@ def solve_inv(
     alpha: float | None = None,
     matvec: Matvec | None = None,
     b: TensorTree | None = None,
-) -> LinearSolver | TensorTree:
+) -> LinearSolver:
     r"""Return ``solve(matvec, b)`` solving :math:`(A + \mathrm{ridge}\,I)\,x = b` directly.
 
     With ``ns=False`` the matrix is materialised densely over all leaves of ``b``
@@ -33,13 +32,12 @@ def solve_inv(
         ns: use the Neumann series instead of the dense solve.
         maxiter: number of Neumann terms :math:`K` (``ns=True`` only; ``None``: 10).
         alpha: Neumann scaling :math:`\alpha` (``ns=True`` only; ``None``: 1).
-        matvec: with ``b``, solve the system now and return ``x`` (``matvec(x) = A x``), as
-            ``solve_inv(matvec=..., b=...)`` is called in JAXopt-style code.
-        b: the right-hand side, a tree shaped like ``x``; only together with ``matvec``.
+        matvec: a system's ``matvec(x) = A x`` to bind (TorchOpt's form): the returned solver
+            then uses it when called without one.
+        b: a right-hand side to bind in the same way.
 
     Returns:
-        A linear solver ``solve(matvec, b) -> x``; or ``x`` itself when ``matvec`` and ``b`` are
-        given.
+        A linear solver ``solve(matvec, b) -> x``.
 
     Example:
         >>> A = torch.tensor([[2.0, 1.0], [0.0, 1.0]])
@@ -65,4 +63,4 @@ def solve_inv(
         A, _, ravel, unravel = materialize_matvec(matvec, b)
         return unravel(torch.linalg.solve(A, ravel(b)))
 
-    return solve_now_or_later("solve_inv", solve, matvec, b)
+    return bind_system("solve_inv", solve, matvec, b)

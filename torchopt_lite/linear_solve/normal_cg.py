@@ -5,9 +5,8 @@ from __future__ import annotations
 from torchopt_lite import linalg
 from torchopt_lite.linear_solve._common import (
     Preconditioner,
+    bind_system,
     check_krylov,
-    krylov_factory,
-    solve_now_or_later,
 )
 from torchopt_lite.linear_solve.utils import (
     Matvec,
@@ -18,7 +17,6 @@ from torchopt_lite.linear_solve.utils import (
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 
-@krylov_factory
 def solve_normal_cg(
     *,
     ridge: float | None = None,
@@ -30,7 +28,7 @@ def solve_normal_cg(
     strict: bool | None = None,
     matvec: Matvec | None = None,
     b: TensorTree | None = None,
-) -> LinearSolver | TensorTree:
+) -> LinearSolver:
     r"""Return ``solve(matvec, b)`` solving :math:`(A^\top A + \mathrm{ridge}\,I)\,x = A^\top b`.
 
     For an invertible :math:`A` and no ridge this is the solution of :math:`A x = b`, whether or
@@ -46,13 +44,12 @@ def solve_normal_cg(
         maxiter: maximum number of CG steps (``None``: ``10 * b.numel()``).
         M: preconditioner for :math:`A^\top A + \mathrm{ridge}\,I`.
         strict: non-convergence policy (``None``: raise unless ``maxiter`` is given).
-        matvec: with ``b``, solve the system now and return ``x`` (``matvec(x) = A x``), as
-            ``solve_normal_cg(matvec=..., b=...)`` is called in JAXopt-style code.
-        b: the right-hand side, a tree shaped like ``x``; only together with ``matvec``.
+        matvec: a system's ``matvec(x) = A x`` to bind (TorchOpt's form): the returned solver
+            then uses it when called without one.
+        b: a right-hand side to bind in the same way.
 
     Returns:
-        A linear solver ``solve(matvec, b) -> x``; or ``x`` itself when ``matvec`` and ``b`` are
-        given.
+        A linear solver ``solve(matvec, b) -> x``.
 
     Example:
         >>> A = torch.tensor([[1.0, 2.0], [0.0, 3.0]])
@@ -74,4 +71,4 @@ def solve_normal_cg(
             normal, rmatvec(b), init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
         )
 
-    return solve_now_or_later("solve_normal_cg", solve, matvec, b)
+    return bind_system("solve_normal_cg", solve, matvec, b)

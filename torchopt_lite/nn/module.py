@@ -117,7 +117,7 @@ class MetaGradientModule(nn.Module):
 
     def _check_name(self, kind: str, name: object, store: dict[str, Any]) -> None:
         if not isinstance(name, str):
-            raise TypeError(f"{kind} name should be a string; got {torch.typename(name)}.")
+            raise TypeError(f"{kind} name should be a string. Got {torch.typename(name)}")
         if "." in name:
             raise KeyError(f"{kind} name can't contain '.'; got {name!r}.")
         if name == "":

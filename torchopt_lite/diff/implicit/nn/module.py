@@ -26,12 +26,12 @@ def _named(
     cls = type(module).__name__
     if not params:
         raise RuntimeError(
-            f"{cls}.{method}: the module has no parameters; assign the inner variables as "
+            f"{cls}.{method}: The module has no parameters. Assign the inner variables as "
             "attributes (tensors that require grad) in __init__."
         )
     if not metas:
         raise RuntimeError(
-            f"{cls}.{method}: the module has no meta-parameters; pass the meta-parameters "
+            f"{cls}.{method}: The module has no meta-parameters. Pass the meta-parameters "
             "(tensors that require grad, or a meta-module) to the constructor."
         )
     return (
@@ -182,8 +182,10 @@ def _defines(cls: type, method: str) -> bool:
         return False
     if isinstance(static, (staticmethod, classmethod)):
         raise TypeError(
-            f"{cls.__name__}.{method}() must be a plain method, not a {type(static).__name__}."
+            f"{cls.__name__}: method {method}() must not be a {type(static).__name__}."
         )
+    if not callable(static):
+        raise TypeError(f"{cls.__name__}: method {method}() must be callable.")
     return True
 
 
@@ -209,7 +211,7 @@ def make_optimality_from_objective(
         (tensor([2., 2.], grad_fn=...),)
     """
     if not _defines(cls, "objective"):
-        raise TypeError(f"{cls.__name__}: the objective() method is not defined.")
+        raise TypeError(f"{cls.__name__}: The objective function is not defined.")
     objective_grad = torch.func.grad(_objective, argnums=0)
 
     def optimality(self: ImplicitMetaGradientModule, *input: Any, **kwargs: Any) -> Any:
@@ -241,12 +243,14 @@ def enable_implicit_gradients(
         >>> enable_implicit_gradients(Inner)
         Traceback (most recent call last):
             ...
-        TypeError: Inner: implicit gradients are already enabled for solve().
+        TypeError: Inner: Implicit gradients are already enabled for the `solve` method.
     """
     if cls.__dict__.get("solve") is not None and cls.__dict__["solve"] is getattr(
         cls, "_wrapped_solve", None
     ):
-        raise TypeError(f"{cls.__name__}: implicit gradients are already enabled for solve().")
+        raise TypeError(
+            f"{cls.__name__}: Implicit gradients are already enabled for the `solve` method."
+        )
     if "solve" in cls.__dict__:
         cls._raw_solve = cls.__dict__["solve"]
     optimality_fn = _optimality
