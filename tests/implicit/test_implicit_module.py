@@ -93,9 +93,7 @@ def test_class_definition_errors() -> None:
             def solve(self):
                 pass
 
-    with pytest.raises(
-        TypeError, match=r"Static: method objective\(\) must not be a staticmethod"
-    ):
+    with pytest.raises(TypeError, match=r"Static: method objective\(\) must not be a staticmethod"):
 
         class Static(ImplicitMetaGradientModule):
             @staticmethod

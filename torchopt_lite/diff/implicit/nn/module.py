@@ -181,9 +181,7 @@ def _defines(cls: type, method: str) -> bool:
     if static is inspect.getattr_static(ImplicitMetaGradientModule, method):
         return False
     if isinstance(static, (staticmethod, classmethod)):
-        raise TypeError(
-            f"{cls.__name__}: method {method}() must not be a {type(static).__name__}."
-        )
+        raise TypeError(f"{cls.__name__}: method {method}() must not be a {type(static).__name__}.")
     if not callable(static):
         raise TypeError(f"{cls.__name__}: method {method}() must be callable.")
     return True
