@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -153,6 +154,8 @@ class ImplicitMetaGradientModule(MetaGradientModule, metaclass=abc.ABCMeta):
                 f"{cls.__name__}: ImplicitMetaGradientModule requires either an optimality() "
                 "method or an objective() method."
             )
+        if not defines_optimality:  # module.optimality() works, as in TorchOpt
+            make_optimality_from_objective(cls)
         own = cls.__dict__.get("solve")
         if own is not None and own is not getattr(cls, "_wrapped_solve", None):
             cls._raw_solve = own
@@ -173,6 +176,10 @@ class ImplicitMetaGradientModule(MetaGradientModule, metaclass=abc.ABCMeta):
     def objective(self, *input: Any, **kwargs: Any) -> Tensor:
         r"""Return the scalar inner objective :math:`f(x, \theta)`."""
         raise NotImplementedError
+
+
+# The optimality() methods make_optimality_from_objective built (not the user's own).
+_FROM_OBJECTIVE: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
 def _defines(cls: type, method: str) -> bool:
@@ -216,6 +223,7 @@ def make_optimality_from_objective(
         names, params, meta_names, metas = _named(self, "optimality")
         return objective_grad(params, metas, self, names, meta_names, *input, **kwargs)
 
+    _FROM_OBJECTIVE.add(optimality)
     cls.optimality = optimality  # type: ignore[method-assign]  # TorchOpt's contract
     return cls
 
@@ -252,7 +260,9 @@ def enable_implicit_gradients(
     if "solve" in cls.__dict__:
         cls._raw_solve = cls.__dict__["solve"]
     optimality_fn = _optimality
-    if not _defines(cls, "optimality"):
+    if inspect.getattr_static(cls, "optimality") in _FROM_OBJECTIVE or not _defines(
+        cls, "optimality"
+    ):  # differentiate the objective directly, without a second reparametrization
         optimality_fn = torch.func.grad(_objective, argnums=0)
     solver = custom_root(optimality_fn, argnums=1, has_aux=True, solve=cls.linear_solve)(_solve)
 
