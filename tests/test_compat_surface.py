@@ -169,3 +169,54 @@ def test_signatures_equal_torchopt(path: str) -> None:
         return [(p.name, p.kind, p.default) for p in sig.parameters.values()]
 
     assert shape(ours) == shape(theirs)
+
+
+# TorchOpt 0.7.3 module paths that hold names in one of our modules (checked against the installed
+# TorchOpt below when it is present).
+_OPTIMIZER_FILES = {  # TorchOpt's file per optimizer -> the class it defines
+    "sgd": "SGD",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "adamax": "AdaMax",
+    "adadelta": "AdaDelta",
+    "adagrad": "AdaGrad",
+    "radam": "RAdam",
+    "rmsprop": "RMSProp",
+}
+MODULE_PATHS = {
+    **{f"optim.{file}": name for file, name in _OPTIMIZER_FILES.items()},
+    **{f"optim.meta.{file}": f"Meta{name}" for file, name in _OPTIMIZER_FILES.items()},
+    "optim.func.base": "FuncOptimizer",
+    "transform.scale_by_schedule": "scale_by_schedule",
+    "transform.scale_by_stddev": "scale_by_stddev",
+    "accelerated_op.adam_op": "AdamOp",
+    "diff": "ImplicitMetaGradientModule ZeroOrderGradientModule",
+    "diff.implicit.nn.module": """ImplicitMetaGradientModule enable_implicit_gradients
+        make_optimality_from_objective""",
+    "pytree": "tree_as_rref tree_to_here",
+}
+
+
+@pytest.mark.parametrize("path", sorted(MODULE_PATHS))
+def test_torchopt_module_paths_import_the_same_objects(path: str) -> None:
+    module = importlib.import_module(f"torchopt_lite.{path}")
+    for name in MODULE_PATHS[path].split():
+        obj = getattr(module, name)
+        assert obj is getattr(torchopt_lite, name, obj)  # the one object, not a copy
+
+
+@pytest.mark.skipif(not HAS_TORCHOPT, reason="the TorchOpt 0.7.3 anchor is not installed")
+def test_every_torchopt_module_path_imports() -> None:
+    import pkgutil
+
+    import torchopt
+
+    missing = []
+    for info in pkgutil.walk_packages(torchopt.__path__, "torchopt."):
+        if "._C" in info.name or "_src" in info.name:  # the C++ extension and its fallback
+            continue
+        try:
+            importlib.import_module(info.name.replace("torchopt", "torchopt_lite", 1))
+        except ImportError:
+            missing.append(info.name)
+    assert not missing

@@ -147,6 +147,18 @@ def test_solve_inv_with_a_bound_system(ns: bool) -> None:
     torch.testing.assert_close(solve(), expected, rtol=1e-9, atol=1e-9)
 
 
+def test_solver_options_may_be_overridden_at_the_call() -> None:
+    """TorchOpt's partials accept keyword overrides: ``solve_cg()(matvec, b, ridge=1.0)``."""
+    solve = linear_solve.solve_cg(rtol=1e-12, maxiter=50)
+    x = solve(lambda v: A @ v, B, ridge=1.0)
+    expected = torch.linalg.solve(A + torch.eye(2, dtype=A.dtype), B)
+    torch.testing.assert_close(x, expected, rtol=1e-9, atol=1e-12)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'ridgee'"):
+        solve(lambda v: A @ v, B, ridgee=1.0)
+    with pytest.raises(ValueError, match="solve_cg: ridge must be >= 0"):
+        solve(lambda v: A @ v, B, ridge=-1.0)
+
+
 @pytest.mark.parametrize("given", ["matvec", "b"])
 def test_solver_with_half_a_system_names_the_missing_half(given: str) -> None:
     kwargs = {"matvec": lambda v: A @ v} if given == "matvec" else {"b": B}

@@ -6,6 +6,7 @@ TorchOpt 0.7.3, so ``import torchopt_lite as torchopt`` runs code written for To
 """
 
 from torchopt_lite import (
+    _paths,
     accelerated_op,
     alias,
     base,
@@ -130,3 +131,5 @@ __all__ = [
     "module_detach_",
     "accelerated_op_available",
 ]
+
+_paths.register()  # TorchOpt's per-optimizer module paths (torchopt.optim.meta.adam, ...)

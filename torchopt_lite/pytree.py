@@ -38,6 +38,8 @@ __all__ = [
     "tree_vdot_real",
     "tree_wait",
     "tree_ravel",
+    "tree_as_rref",
+    "tree_to_here",
 ]
 
 
@@ -201,3 +203,26 @@ def tree_ravel(tree: Any) -> tuple[Tensor, Callable[[Tensor], Any]]:
         return optree.tree_unflatten(treespec, out)
 
     return flat, unravel
+
+
+def tree_as_rref(tree: Any) -> Any:
+    """Wrap every leaf in a ``torch.distributed.rpc.RRef`` (a remote reference to it).
+
+    Needs ``torch.distributed.rpc`` (initialised with ``rpc.init_rpc`` before use).
+    """
+    from torch.distributed.rpc import RRef
+
+    return optree.tree_map(RRef, tree)
+
+
+def tree_to_here(rref_tree: Any, timeout: float | None = None) -> Any:
+    """Fetch every ``RRef`` leaf's value to this worker (``RRef.to_here``).
+
+    Args:
+        rref_tree: a tree of ``RRef``.
+        timeout: seconds to wait per leaf; ``None`` uses the RPC agent's default.
+    """
+    from torch.distributed import rpc
+
+    wait = rpc.api.UNSET_RPC_TIMEOUT if timeout is None else timeout
+    return optree.tree_map(lambda x: x.to_here(timeout=wait), rref_tree)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torchopt_lite.linalg._krylov import check_tolerances
 from torchopt_lite.linear_solve.utils import Matvec
@@ -22,18 +23,24 @@ def check_krylov(
 
 
 def bind_system(
-    name: str, solve: LinearSolver, matvec: Matvec | None, b: TensorTree | None
+    name: str,
+    factory: Callable[..., LinearSolver],
+    options: dict[str, Any],
+    solve: LinearSolver,
+    matvec: Matvec | None,
+    b: TensorTree | None,
 ) -> LinearSolver:
-    """``solve``, with ``matvec`` and ``b`` bound as defaults (TorchOpt's partial form).
+    """``solve``, called as TorchOpt's ``functools.partial`` solvers are.
 
     ``solve_inv(matvec=mv, b=b)`` returns a solver of that system: called with no arguments it
-    solves it, called with others it solves those, as TorchOpt's ``functools.partial`` does.
+    solves it, called with others it solves those; keyword options given at the call
+    (``solve_cg()(mv, b, ridge=1.0)``) override the factory's, and are checked by it.
     """
-    if matvec is None and b is None:
-        return solve
     bound_matvec, bound_b = matvec, b
 
-    def solve_bound(matvec: Matvec | None = None, b: TensorTree | None = None) -> TensorTree:
+    def solve_bound(
+        matvec: Matvec | None = None, b: TensorTree | None = None, **overrides: Any
+    ) -> TensorTree:
         matvec = bound_matvec if matvec is None else matvec
         b = bound_b if b is None else b
         if matvec is None or b is None:
@@ -41,6 +48,8 @@ def bind_system(
             raise TypeError(
                 f"{name}: the solver has no {missing}; pass it to the solver or to {name}()."
             )
+        if overrides:
+            return factory(**{**options, **overrides})(matvec, b)
         return solve(matvec, b)
 
     return solve_bound

@@ -62,4 +62,7 @@ def solve_bicgstab(
             matvec, b, init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
         )
 
-    return bind_system("solve_bicgstab", solve, matvec, b)
+    options = dict(
+        ridge=ridge, init=init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
+    )
+    return bind_system("solve_bicgstab", solve_bicgstab, options, solve, matvec, b)

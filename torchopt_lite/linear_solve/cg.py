@@ -62,4 +62,7 @@ def solve_cg(
             matvec = make_ridge_matvec(matvec, ridge=ridge)
         return linalg.cg(matvec, b, init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict)
 
-    return bind_system("solve_cg", solve, matvec, b)
+    options = dict(
+        ridge=ridge, init=init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
+    )
+    return bind_system("solve_cg", solve_cg, options, solve, matvec, b)

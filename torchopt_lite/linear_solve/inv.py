@@ -63,4 +63,5 @@ def solve_inv(
         A, _, ravel, unravel = materialize_matvec(matvec, b)
         return unravel(torch.linalg.solve(A, ravel(b)))
 
-    return bind_system("solve_inv", solve, matvec, b)
+    options = dict(ridge=ridge, ns=ns, maxiter=maxiter, alpha=alpha)
+    return bind_system("solve_inv", solve_inv, options, solve, matvec, b)

@@ -71,4 +71,7 @@ def solve_normal_cg(
             normal, rmatvec(b), init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
         )
 
-    return bind_system("solve_normal_cg", solve, matvec, b)
+    options = dict(
+        ridge=ridge, init=init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
+    )
+    return bind_system("solve_normal_cg", solve_normal_cg, options, solve, matvec, b)
