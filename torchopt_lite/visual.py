@@ -28,9 +28,10 @@ _NODE_ATTR = {
 
 ParamsLike = (
     Mapping[str, Tensor]
+    | Mapping[Tensor, str]
     | ModuleState
     | Generator
-    | Iterable[Mapping[str, Tensor] | ModuleState | Generator]
+    | Iterable[Mapping[str, Tensor] | Mapping[Tensor, str] | ModuleState | Generator]
 )
 
 
@@ -105,8 +106,16 @@ def _name_maps(
                         value if isinstance(value, list) else [value]
                     )
         elif isinstance(source, Mapping):
-            for name, t in source.items():
-                add_named(name, t)
+            for key, value in source.items():
+                if isinstance(key, str) and isinstance(value, Tensor):
+                    add_named(key, value)
+                elif isinstance(key, Tensor) and isinstance(value, str):  # {tensor: name}
+                    add_named(value, key)
+                else:
+                    raise TypeError(
+                        "make_dot: a params mapping must map names to tensors (or tensors to "
+                        f"names); got {type(key).__name__} -> {type(value).__name__}."
+                    )
         elif isinstance(source, Generator):
             for name, t in source:
                 add_named(name, t)
@@ -152,7 +161,8 @@ def make_dot(
 
     Args:
         var: an output tensor or a tree of them.
-        params: names for tensors: a ``{name: tensor}`` mapping, ``module.named_parameters()``,
+        params: names for tensors: a ``{name: tensor}`` mapping (or ``{tensor: name}``, as
+            TorchOpt's examples pass), ``module.named_parameters()``,
             a :class:`~torchopt_lite.utils.ModuleState` taken with ``enable_visual=True``, or an
             iterable of those.
         show_attrs: show the saved non-tensor attributes of each backward node.

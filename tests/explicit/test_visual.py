@@ -119,6 +119,15 @@ def test_resize_graph_and_fn_name() -> None:
     assert "keepdim" in get_fn_name(fn, show_attrs=True, max_attr_chars=50)
 
 
+def test_tensor_to_name_mapping_labels_the_tensor() -> None:
+    """TorchOpt's visualize example passes ``[..., {meta_param: "meta_param"}]``."""
+    net = make_net()
+    meta_param = torch.ones(1, requires_grad=True)
+    out = (net(torch.ones(1, 2)) * meta_param).sum()
+    text = make_dot(out, params=[{meta_param: "meta_param"}, dict(net.named_parameters())]).source
+    assert "meta_param\n(1)" in text and "0.weight" in text
+
+
 def test_errors() -> None:
     net = make_net()
     out = net(torch.ones(1, 2)).sum()
@@ -126,6 +135,8 @@ def test_errors() -> None:
         make_dot(out, params=extract_state_dict(net))
     with pytest.raises(TypeError, match=r"make_dot: params must be a Mapping.*got int"):
         make_dot(out, params=[3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"must map names to tensors .* got int -> str"):
+        make_dot(out, params={3: "three"})  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="make_dot: var must be a tensor"):
         make_dot([out, "loss"])
 
