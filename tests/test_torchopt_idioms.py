@@ -296,6 +296,23 @@ def test_adam_over_parameters_left_non_leaf_by_a_meta_optimizer() -> None:
         torch.testing.assert_close(p.detach(), b - 0.01 * g / (g.abs() + 1e-8), rtol=1e-12, atol=0)
 
 
+def test_add_param_group_takes_a_params_tree_as_torchopt_does() -> None:
+    a, b = nn.Linear(2, 2), nn.Linear(2, 1)
+    extra = torch.zeros(3, requires_grad=True)
+    opt = torchopt.Adam(a.parameters(), lr=0.1, weight_decay=0.01)
+    opt.add_param_group(list(b.parameters()))  # TorchOpt's form: the parameters themselves
+    opt.add_param_group(b2 for b2 in [extra])  # a generator
+    opt.add_param_group({"w": nn.Parameter(torch.ones(2))})  # a dict of tensors, no "params"
+    assert len(opt.param_groups) == 4
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 2, 1, 1]
+    assert all(g["lr"] == 0.1 and g["weight_decay"] == 0.01 for g in opt.param_groups)
+    opt.add_param_group({"params": [nn.Parameter(torch.ones(1))], "lr": 0.5})  # torch.optim's
+    assert opt.param_groups[-1]["lr"] == 0.5
+    with pytest.raises(TypeError, match="optimizer can only optimize Tensors"):
+        opt.add_param_group({"lr": 0.1})  # hyperparameters without params
+    assert len(opt.param_groups) == 5
+
+
 def test_non_leaf_parameters_keep_torch_optims_other_checks() -> None:
     leaf = torch.ones(2, requires_grad=True)
     with pytest.raises(TypeError, match="ordered collections"):

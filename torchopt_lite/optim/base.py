@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
+import optree
 import torch
 from torch import Tensor
 
@@ -123,23 +124,33 @@ class Optimizer(torch.optim.Optimizer):
         state_dict["state"] = {k: dict(v) for k, v in state_dict["state"].items()}
         return state_dict
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
+    def add_param_group(self, param_group: Any) -> None:
         """Add a group of parameters (with optional per-group hyperparameters).
+
+        ``param_group`` is a dict with a ``"params"`` entry, as in ``torch.optim``, or (TorchOpt's
+        form) the parameters themselves: a tensor, or a list, tuple, dict or other tree of them,
+        which then take the optimizer's defaults.
 
         Non-leaf tensors are accepted, as in TorchOpt (a network's parameters after a
         :class:`~torchopt_lite.MetaOptimizer` step are the results of differentiable updates):
         they are made to retain their gradients, which is the condition ``torch.optim`` puts
         on non-leaf parameters, so ``loss.backward()`` fills their ``.grad`` for ``step()``.
         """
-        params = param_group.get("params")
+        group: dict[str, Any]
+        if isinstance(param_group, Mapping) and "params" in param_group:
+            group = dict(param_group)
+        else:
+            tree: Any = list(param_group) if isinstance(param_group, Iterator) else param_group
+            group = {"params": optree.tree_leaves(tree)}
+        params = group["params"]
         if isinstance(params, Tensor):
-            param_group = {**param_group, "params": [params]}
-        elif params is not None and not isinstance(params, set):  # torch.optim rejects sets
-            param_group = {**param_group, "params": list(params)}
-        for p in param_group.get("params") or ():
+            group["params"] = [params]
+        elif not isinstance(params, set):  # torch.optim rejects sets, with its message
+            group["params"] = list(params)
+        for p in group["params"]:
             if isinstance(p, Tensor) and not (p.is_leaf or p.retains_grad):
                 p.retain_grad()
-        super().add_param_group(param_group)
+        super().add_param_group(group)
         self._group_states.append(None)
         self._group_impls.append(None)
         if self._factory is not None:  # validate the hyperparameters now, as torch.optim does
