@@ -1,4 +1,4 @@
-"""Scale-out on ``torch.distributed`` RPC: world info, partitioners, reducers, remote calls.
+"""Scale-out on ``torch.distributed``: RPC (TorchOpt's API) and collectives (torchrun, all-reduce).
 
 TorchOpt 0.7.3's ``torchopt.distributed`` API. ``torch.distributed.rpc`` is exposed as
 ``rpc`` (``todist.rpc.RRef``, ...), as in TorchOpt.
@@ -6,7 +6,7 @@ TorchOpt 0.7.3's ``torchopt.distributed`` API. ``torch.distributed.rpc`` is expo
 
 import torch.distributed.rpc as rpc
 
-from torchopt_lite.distributed import api, autograd, world
+from torchopt_lite.distributed import api, autograd, checkpoint, collective, world
 from torchopt_lite.distributed.api import (
     UNSET_RPC_TIMEOUT,
     TensorDimensionPartitioner,
@@ -20,6 +20,16 @@ from torchopt_lite.distributed.api import (
     remote_async_call,
     remote_sync_call,
     sum_reducer,
+)
+from torchopt_lite.distributed.checkpoint import load_checkpoint, save_checkpoint
+from torchopt_lite.distributed.collective import (
+    MetaGradientAllReduce,
+    collective_rank,
+    collective_world_size,
+    init_process_group,
+    rank_zero_print,
+    task_generator,
+    task_shard,
 )
 from torchopt_lite.distributed.world import (
     WorldInfo,
@@ -73,4 +83,14 @@ __all__ = [
     "parallelize_async",
     "parallelize_sync",
     "UNSET_RPC_TIMEOUT",
+    # collectives
+    "init_process_group",
+    "collective_rank",
+    "collective_world_size",
+    "task_shard",
+    "task_generator",
+    "MetaGradientAllReduce",
+    "save_checkpoint",
+    "load_checkpoint",
+    "rank_zero_print",
 ]
