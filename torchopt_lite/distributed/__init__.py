@@ -6,7 +6,7 @@ TorchOpt 0.7.3's ``torchopt.distributed`` API. ``torch.distributed.rpc`` is expo
 
 import torch.distributed.rpc as rpc
 
-from torchopt_lite.distributed import api, autograd, checkpoint, collective, world
+from torchopt_lite.distributed import api, autograd, checkpoint, collective, sharded, world
 from torchopt_lite.distributed.api import (
     UNSET_RPC_TIMEOUT,
     TensorDimensionPartitioner,
@@ -31,6 +31,7 @@ from torchopt_lite.distributed.collective import (
     task_generator,
     task_shard,
 )
+from torchopt_lite.distributed.sharded import full_parameters, shard_meta_model
 from torchopt_lite.distributed.world import (
     WorldInfo,
     auto_init_rpc,
@@ -90,6 +91,8 @@ __all__ = [
     "task_shard",
     "task_generator",
     "MetaGradientAllReduce",
+    "shard_meta_model",
+    "full_parameters",
     "save_checkpoint",
     "load_checkpoint",
     "rank_zero_print",
