@@ -8,8 +8,6 @@ trained here, without a process group, in float64.
 from __future__ import annotations
 
 import multiprocessing
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +20,9 @@ import torchopt_lite.distributed as todist
 from torchopt_lite.distributed import collective
 
 from . import _collective_workers as workers
+from ._spawn import free_loopback_port, join_or_fail
 
 TIMEOUT_S = 60  # the 4-process run takes ~10 s on 2 cores; a hang must not hold the suite
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _spawn(fn: Any, args: tuple[Any, ...], nprocs: int) -> None:
@@ -38,23 +31,14 @@ def _spawn(fn: Any, args: tuple[Any, ...], nprocs: int) -> None:
     context = mp.start_processes(
         fn, args=args, nprocs=nprocs, join=False, start_method="forkserver"
     )
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not context.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail(f"the {nprocs} ranks did not finish in {TIMEOUT_S} s")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
+    join_or_fail(context, TIMEOUT_S, f"the {nprocs} ranks")
 
 
 def _run_ranks(world_size: int, folder: Path) -> dict[str, Any]:
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available in this PyTorch build")
     out, checkpoint = folder / "rank0.pt", folder / "meta.pt"
-    args = (world_size, _free_loopback_port(), str(out), str(checkpoint))
+    args = (world_size, free_loopback_port(), str(out), str(checkpoint))
     _spawn(workers.main, args, nprocs=world_size)
     result = torch.load(out, weights_only=False)
     result["world_size"] = world_size
@@ -130,7 +114,7 @@ def test_checkpoint_resume_on_every_rank(seen2, reference) -> None:
 @pytest.mark.parametrize("hang", [False, True], ids=["dies", "hangs"])
 def test_dead_or_hung_rank_raises_within_the_timeout(tmp_path: Path, hang: bool) -> None:
     out = tmp_path / "rank0.pt"
-    _spawn(workers.die_or_hang, (_free_loopback_port(), str(out), hang), nprocs=2)
+    _spawn(workers.die_or_hang, (free_loopback_port(), str(out), hang), nprocs=2)
     result = torch.load(out, weights_only=False)
     assert result["error"] is not None
     assert "the all_reduce of bucket 0 did not complete on rank 0" in result["error"]

@@ -6,8 +6,6 @@ saw; each test below checks one part of it against the same computation in this 
 
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +16,9 @@ import torch.multiprocessing as mp
 import torchopt_lite.distributed as todist
 
 from ._rpc_workers import WORKERS, W, batch, main
+from ._spawn import free_loopback_port, join_or_fail
 
 TIMEOUT_S = 90  # the spawn takes ~10 s on 2 cores; a hang must not hold the suite
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +26,8 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if not todist.is_available():
         pytest.skip("torch.distributed RPC is not available in this PyTorch build")
     out = Path(tmp_path_factory.mktemp("rpc")) / "rank0.pt"
-    context = mp.spawn(main, args=(_free_loopback_port(), str(out)), nprocs=WORKERS, join=False)
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not context.join(timeout=1):
-            if time.monotonic() > deadline:
-                pytest.fail(f"the {WORKERS} RPC workers did not finish in {TIMEOUT_S} s")
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.terminate()
+    context = mp.spawn(main, args=(free_loopback_port(), str(out)), nprocs=WORKERS, join=False)
+    join_or_fail(context, TIMEOUT_S, f"the {WORKERS} RPC workers")
     return torch.load(out, weights_only=False)
 
 

@@ -12,7 +12,8 @@ from torch import nn
 import torchopt_lite.distributed as todist
 
 from . import _sharded_workers as workers
-from .test_collective import _free_loopback_port, _spawn
+from ._spawn import free_loopback_port
+from .test_collective import _spawn
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available in this PyTorch build")
     out = Path(tmp_path_factory.mktemp("sharded")) / "rank0.pt"
-    _spawn(workers.main, (2, _free_loopback_port(), str(out)), nprocs=2)
+    _spawn(workers.main, (2, free_loopback_port(), str(out)), nprocs=2)
     return torch.load(out, weights_only=False)
 
 
