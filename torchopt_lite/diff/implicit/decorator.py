@@ -55,6 +55,19 @@ def custom_root(
     :func:`~torchopt_lite.linear_solve.solve_inv`). The solver itself runs under
     :func:`torch.no_grad` and is never unrolled.
 
+    Forward mode (:func:`torch.func.jvp`, :func:`torch.func.jacfwd`,
+    :mod:`torch.autograd.forward_ad`) pushes a tangent :math:`v` of the differentiated
+    arguments to the tangent :math:`t` of the solution by solving
+
+    .. math::
+        A t = -B v,
+
+    where :math:`A t` and :math:`B v` are JVPs of :math:`F` (``matvec(t)`` is :math:`A t`,
+    not its transpose; the default normal CG forms :math:`A^\top` as a VJP of that JVP). One
+    linear solve per tangent, so :func:`~torch.func.jacfwd` pays for as many solves as the
+    arguments have entries and :func:`~torch.func.jacrev` as many as the solution has. The
+    initial solution (arg 0) and arguments outside ``argnums`` get no tangent.
+
     Usage: ``solver = custom_root(F, argnums=1)(solver)``, then ``x = solver(x0, theta, ...)``.
     ``optimality_fn`` is called as ``F(x, *args[1:], **kwargs)`` with the solver's own
     arguments (bound to the solver's signature, defaults applied), so give both the same
@@ -84,11 +97,18 @@ def custom_root(
         >>> theta = torch.tensor(2.0, requires_grad=True)
         >>> torch.autograd.grad(solver(torch.tensor(0.0), theta) ** 2, theta)
         (tensor(4.),)
+        >>> x0, v = torch.tensor(0.0), torch.tensor(3.0)       # forward mode: t = -A^{-1} B v
+        >>> torch.func.jvp(lambda t: solver(x0, t), (theta.detach(),), (v,))
+        (tensor(2.), tensor(3.))
 
     Note:
         Beyond TorchOpt: the gradient is an ``autograd.Function`` in ``setup_context`` form
         with a generated vmap rule, so :func:`torch.func.vmap`, :func:`torch.func.grad` and
-        :func:`torch.func.jacrev` work over a decorated solver (upstream issue #223); solutions
+        :func:`torch.func.jacrev` work over a decorated solver (upstream issue #223), and so do
+        :func:`torch.func.jvp` and :func:`torch.func.jacfwd` (forward mode, as JAXopt's
+        ``root_jvp``; TorchOpt has none; forward over forward, ``jacfwd(jacfwd(...))``, is not
+        supported: PyTorch does not differentiate a ``Function``'s ``jvp`` by an outer forward
+        transform, so it misses the terms through the solution); solutions
         and differentiated arguments may be dicts and other trees; scalar solutions get
         correct gradients (upstream #222); and bad ``argnums`` raise ``ValueError`` (TorchOpt
         uses ``assert``). A linear solve that does not converge raises (see ``strict`` in
