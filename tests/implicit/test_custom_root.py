@@ -8,22 +8,7 @@ import torch
 from torchopt_lite import linalg, linear_solve
 from torchopt_lite.diff.implicit import custom_fixed_point, custom_root
 
-D = torch.float64
-N, P = 12, 4
-
-
-@pytest.fixture
-def data(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.randn(N, P, dtype=D), torch.randn(N, dtype=D)
-
-
-def ridge_optimality(w, lam, X, y):
-    """Gradient of 0.5 |X w - y|^2 + 0.5 lam |w|^2."""
-    return X.T @ (X @ w - y) + lam * w
-
-
-def ridge_closed_form(lam, X, y):
-    return torch.linalg.solve(X.T @ X + lam * torch.eye(P, dtype=D), X.T @ y)
+from ._ridge import D, N, P, ridge_closed_form, ridge_optimality
 
 
 def ridge_gd(w, lam, X, y):
