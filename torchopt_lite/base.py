@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol, TypeAlias, TypeVar
 
 import torch
@@ -23,6 +24,7 @@ __all__ = [
     "Leafwise",
     "identity",
     "register_state_type",
+    "extra_args_filter",
 ]
 
 Params: TypeAlias = Any  # a TensorTree of parameters
@@ -85,12 +87,16 @@ class TransformUpdateFn(Protocol):
         *,
         params: Params | None = None,
         inplace: bool = True,
+        **extra_args: Any,
     ) -> tuple[Updates, OptState]:
         """Transform ``updates`` and advance ``state``.
 
         With ``inplace=True`` the buffers of ``updates`` and ``state`` may be overwritten (fast,
         not differentiable). With ``inplace=False`` nothing is mutated and the result is
-        differentiable with respect to every input tensor.
+        differentiable with respect to every input tensor. ``extra_args`` carry what some
+        transformations need besides the gradients (``value=loss`` for Polyak steps and
+        ``reduce_on_plateau``, ...); transformations that need none ignore them, so one
+        training loop can pass them to any optimizer (Optax's convention).
         """
 
 
@@ -151,14 +157,17 @@ class LeafwiseTransformation(GradientTransformation):
             *,
             params: Params | None = None,
             inplace: bool = True,
+            **extra_args: Any,
         ) -> tuple[Updates, OptState]:
             if stateless and state is None:
                 updates, _ = _dispatch.update(
-                    plan, updates, EmptyState(), params=params, inplace=inplace
+                    plan, updates, EmptyState(), params=params, inplace=inplace, extra=extra_args
                 )
                 return updates, state
             check_state(state)
-            return _dispatch.update(plan, updates, state, params=params, inplace=inplace)
+            return _dispatch.update(
+                plan, updates, state, params=params, inplace=inplace, extra=extra_args
+            )
 
         self = super().__new__(cls, init_fn, update_fn)
         self._plan = plan
@@ -230,14 +239,39 @@ class ChainedGradientTransformation(GradientTransformation):
         return hash(self.transformations)
 
 
+def extra_args_filter(update: Callable[..., Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The extra keyword arguments ``update`` takes, picked out of those a caller passes.
+
+    A transformation written for TorchOpt (``update(updates, state, *, params, inplace)``) takes
+    none; one with ``**extra_args`` takes all. Wrappers forward through this filter, so passing
+    ``value=loss`` to a chain never breaks a part that does not read it.
+    """
+    try:
+        parameters = inspect.signature(update).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: pass nothing extra
+        return lambda extra: {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return lambda extra: extra
+    names = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    names -= {"params", "inplace"}
+    return lambda extra: {k: v for k, v in extra.items() if k in names}
+
+
 def _chain_trees(
     parts: Sequence[GradientTransformation],
 ) -> tuple[TransformInitFn, TransformUpdateFn]:
+    filters = [extra_args_filter(t.update) for t in parts]
+
     def init_fn(params: Params) -> OptState:
         return tuple(t.init(params) for t in parts)
 
     def update_fn(
-        updates: Updates, state: OptState, *, params: Params | None = None, inplace: bool = True
+        updates: Updates,
+        state: OptState,
+        *,
+        params: Params | None = None,
+        inplace: bool = True,
+        **extra_args: Any,
     ) -> tuple[Updates, OptState]:
         if not isinstance(state, tuple) or len(state) != len(parts):
             got = f"{len(state)} entries" if isinstance(state, tuple) else type(state).__name__
@@ -246,8 +280,9 @@ def _chain_trees(
                 "pass the state returned by this optimizer's init()."
             )
         new_state = []
-        for t, s in zip(parts, state, strict=True):
-            updates, s = t.update(updates, s, params=params, inplace=inplace)
+        for t, s, pick in zip(parts, state, filters, strict=True):
+            extra = pick(extra_args) if extra_args else {}
+            updates, s = t.update(updates, s, params=params, inplace=inplace, **extra)
             new_state.append(s)
         return updates, tuple(new_state)
 
@@ -265,7 +300,12 @@ def _identity_init(params: Params) -> OptState:
 
 
 def _identity_update(
-    updates: Updates, state: OptState, *, params: Params | None = None, inplace: bool = True
+    updates: Updates,
+    state: OptState,
+    *,
+    params: Params | None = None,
+    inplace: bool = True,
+    **extra_args: Any,
 ) -> tuple[Updates, OptState]:
     return updates, state
 

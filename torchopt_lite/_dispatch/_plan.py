@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from torch import Tensor
@@ -25,14 +25,18 @@ class Leafwise(NamedTuple):
     parameters, for the error raised when they are missing; ``sparse`` says that its math on
     the dense form of a sparse gradient is ``torch.optim``'s on the sparse one (a chain takes
     sparse gradients when all its parts do, as ``torch.optim.SGD`` and ``Adagrad`` do).
+    ``extra_args`` names the extra keyword arguments of ``update`` (``value`` for a step that
+    reads the loss); the step passes them as keywords and raises before writing if one is
+    missing.
     """
 
     init: Callable[[Sequence[Tensor]], Any]
-    update: Callable[[list[Tensor], Any, list[Tensor] | None, Ops], tuple[list[Tensor], Any]]
+    update: Callable[..., tuple[list[Tensor], Any]]
     kind: Any = None
     check: Callable[[Facts, Any], None] | None = None
     needs_params: str = ""
     sparse: bool = False
+    extra_args: tuple[str, ...] = ()
 
 
 class Plan:
@@ -43,6 +47,7 @@ class Plan:
         self.chained = chained
         self.needs_params = next((p.needs_params for p in self.parts if p.needs_params), "")
         self.sparse = all(p.sparse for p in self.parts)
+        self.extra_args = tuple(dict.fromkeys(k for p in self.parts for k in p.extra_args))
         kinds = [p.kind for p in self.parts]
         self.runs: dict[int, tuple[Any, tuple[Rendering, ...]]] = {}
         i = stop = 0
@@ -59,6 +64,15 @@ class Plan:
         """The state for ``leaves``: one entry per part when chained."""
         states = tuple(p.init(leaves) for p in self.parts)
         return states if self.chained else states[0]
+
+    def check_extra(self, extra: Mapping[str, Any]) -> None:
+        """Every extra argument a part reads is given (checked before any part writes)."""
+        for name in self.extra_args:
+            if extra.get(name) is None:
+                raise ValueError(
+                    f"update: this optimizer reads the extra argument {name}=; pass it, e.g. "
+                    f"opt.update(grads, state, params=params, {name}=loss)."
+                )
 
     def check(self, facts: Facts, state: Any) -> None:
         """Validate ``state`` for every part before any part writes."""
@@ -85,6 +99,7 @@ class Plan:
         ops: Ops,
         apply: bool,
         facts: Facts,
+        extra: Mapping[str, Any] | None = None,
     ) -> tuple[list[Tensor], Any]:
         """The step on normalized leaves: the updates (or, with ``apply``, the new params)."""
         states = list(state) if self.chained else [state]
@@ -113,7 +128,13 @@ class Plan:
                         i = run.stop
                         break
             if out is None:
-                g, s = self.parts[i].update(g, states[i], params, ops)
+                part = self.parts[i]
+                if part.extra_args:
+                    assert extra is not None  # checked by check_extra
+                    kw = {k: extra[k] for k in part.extra_args}
+                    g, s = part.update(g, states[i], params, ops, **kw)
+                else:
+                    g, s = part.update(g, states[i], params, ops)
                 new.append(s)
                 i += 1
         if apply:  # in place, ops.add writes the parameters and returns them

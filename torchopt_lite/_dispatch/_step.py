@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import optree
@@ -39,6 +40,7 @@ def step(
     apply: bool = False,
     trusted: bool = False,
     real: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[list[Tensor], Any]:
     """One step on flat lists of present leaves (checked tensors): ``(updates, state)``, or with
     ``apply`` ``(new params, state)`` (in place: ``params`` themselves, ``g`` only read).
@@ -51,6 +53,9 @@ def step(
         plan.check(facts, state)
     if plan.needs_params and params is None:
         raise ValueError(b.PARAMS_REQUIRED.format(caller=plan.needs_params))
+    extra = extra or {}
+    if plan.extra_args:
+        plan.check_extra(extra)
     if inplace and apply:
         b.check_writable(params or [], "params", "step")
     elif inplace:
@@ -58,12 +63,14 @@ def step(
         g = facts.leaves
     mask = facts.complex
     if mask is None:
-        return _run(plan, g, state, params, inplace, apply, facts)
+        return _run(plan, g, state, params, inplace, apply, facts, extra)
     n = len(g)
     real_state = st.map_leaf_tuples(state, n, lambda field: tuple(b.as_real(field, mask)))
     real_g = b.as_real(g, mask)
     real_p = None if params is None else b.as_real(params, mask)
-    out, new_state = _run(plan, real_g, real_state, real_p, inplace, apply, b.Facts.of(real_g))
+    out, new_state = _run(
+        plan, real_g, real_state, real_p, inplace, apply, b.Facts.of(real_g), extra
+    )
     if apply:
         assert params is not None and real_p is not None
         out = b.as_complex(out, mask, params, real_p)
@@ -80,12 +87,13 @@ def _run(
     inplace: bool,
     apply: bool,
     facts: b.Facts,
+    extra: Mapping[str, Any],
 ) -> tuple[list[Tensor], Any]:
     ops = choose_ops(g, inplace)
     if inplace:
         with torch.no_grad():
-            return plan.run(g, state, params, ops, apply, facts)
-    return plan.run(g, state, params, ops, apply, facts)
+            return plan.run(g, state, params, ops, apply, facts, extra)
+    return plan.run(g, state, params, ops, apply, facts, extra)
 
 
 def _restore_complex(new: Any, views: Any, originals: Any, n: int, mask: list[bool]) -> Any:
@@ -108,7 +116,13 @@ def init(plan: Plan, params: Any) -> Any:
 
 
 def update(
-    plan: Plan, updates: Any, state: Any, *, params: Any = None, inplace: bool = True
+    plan: Plan,
+    updates: Any,
+    state: Any,
+    *,
+    params: Any = None,
+    inplace: bool = True,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """``GradientTransformation.update`` of a plan: flatten once, step, unflatten once.
 
@@ -134,11 +148,18 @@ def update(
     if p_leaves is not None:
         b.check_leaves(p_leaves if real else [p_leaves[i] for i in present], "params", "update")
     if len(present) == n:
-        out, new_state = step(plan, leaves, state, p_leaves, inplace=inplace, real=real)
+        out, new_state = step(
+            plan, leaves, state, p_leaves, inplace=inplace, real=real, extra=extra
+        )
         return optree.tree_unflatten(spec, out), new_state
     sub_p = None if p_leaves is None else [p_leaves[i] for i in present]
     sub, sub_new = step(
-        plan, [leaves[i] for i in present], st.select(state, present, n), sub_p, inplace=inplace
+        plan,
+        [leaves[i] for i in present],
+        st.select(state, present, n),
+        sub_p,
+        inplace=inplace,
+        extra=extra,
     )
     full: list[Any] = [None] * n
     for i, leaf in zip(present, sub, strict=True):
@@ -154,6 +175,7 @@ def apply(
     *,
     inplace: bool,
     caller: str = "step",
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[list[Tensor], Any]:
     """Step ``params`` by ``grads`` (a state from ``plan.init(params)``): the parameters after
     the step (in place: the same tensors) and the new state. Parameters without a gradient are
@@ -166,12 +188,27 @@ def apply(
     if len(present) == n:
         dense: list[Tensor] = grads  # type: ignore[assignment]  # no None: all present
         return step(
-            plan, dense, state, params, inplace=inplace, apply=True, trusted=True, real=real
+            plan,
+            dense,
+            state,
+            params,
+            inplace=inplace,
+            apply=True,
+            trusted=True,
+            real=real,
+            extra=extra,
         )
     sub_p = [params[i] for i in present]
     sub_g: list[Tensor] = [grads[i] for i in present]  # type: ignore[misc]
     new_p, sub_new = step(
-        plan, sub_g, st.select(state, present, n), sub_p, inplace=inplace, apply=True, trusted=True
+        plan,
+        sub_g,
+        st.select(state, present, n),
+        sub_p,
+        inplace=inplace,
+        apply=True,
+        trusted=True,
+        extra=extra,
     )
     out = list(params)
     for i, p in zip(present, new_p, strict=True):

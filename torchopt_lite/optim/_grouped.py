@@ -190,7 +190,12 @@ class GroupedAlias(GradientTransformation):
             return tuple(t.init(p) for t, p in zip(parts, params, strict=True))
 
         def update_fn(
-            updates: Updates, state: OptState, *, params: Params | None = None, inplace: bool = True
+            updates: Updates,
+            state: OptState,
+            *,
+            params: Params | None = None,
+            inplace: bool = True,
+            **extra_args: Any,
         ) -> tuple[Updates, OptState]:
             check_state(state)
             _check_groups("updates", updates, n)
@@ -207,7 +212,7 @@ class GroupedAlias(GradientTransformation):
                 _check_shapes(k, updates[k], state[k], group_params[k])
             new_updates, new_state = [], []
             for t, u, s, p in zip(parts, updates, state, group_params, strict=True):
-                u, s = t.update(u, s, params=p, inplace=inplace)
+                u, s = t.update(u, s, params=p, inplace=inplace, **extra_args)
                 new_updates.append(u)
                 new_state.append(s)
             return type(updates)(new_updates), tuple(new_state)

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from torchopt_lite import _dispatch
 from torchopt_lite._dispatch._boundary import check_leaves
-from torchopt_lite.base import GradientTransformation
+from torchopt_lite.base import GradientTransformation, extra_args_filter
 from torchopt_lite.optim._param_state import ParamState, replace_entry
 from torchopt_lite.optim._state_view import per_param_entries, rebuild
 from torchopt_lite.update import apply_updates
@@ -227,11 +227,14 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # The loss reaches transformations that read it (Polyak steps, reduce_on_plateau).
+        value = loss.detach() if isinstance(loss, Tensor) else loss
+        extra = {} if loss is None else {"value": value}
         for index, group in enumerate(self.param_groups):
-            self._step_group(index, group)
+            self._step_group(index, group, extra)
         return loss
 
-    def _step_group(self, index: int, group: dict[str, Any]) -> None:
+    def _step_group(self, index: int, group: dict[str, Any], extra: dict[str, Any]) -> None:
         params: list[Tensor] = group["params"]
         grads = [p.grad for p in params]
         if all(g is None for g in grads):
@@ -242,11 +245,14 @@ class Optimizer(torch.optim.Optimizer):
             state = self._init_state(impl, params)
         plan = impl.leafwise()
         if plan is not None:
-            _, state = _dispatch.apply(plan, params, grads, state, inplace=True, caller="Optimizer")
+            _, state = _dispatch.apply(
+                plan, params, grads, state, inplace=True, caller="Optimizer", extra=extra
+            )
         else:  # a tree-level transformation: it may overwrite what it is given
             check_leaves(grads, "gradients", "Optimizer")
             copies = [None if g is None else g.clone() for g in grads]
-            updates, state = impl.update(copies, state, params=list(params), inplace=True)
+            kw = extra_args_filter(impl.update)(extra) if extra else {}
+            updates, state = impl.update(copies, state, params=list(params), inplace=True, **kw)
             apply_updates(list(params), updates, inplace=True)
         self._group_states[index] = state
 

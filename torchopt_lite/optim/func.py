@@ -8,7 +8,7 @@ import optree
 import torch
 from torch import Tensor
 
-from torchopt_lite.base import GradientTransformation, UninitializedState
+from torchopt_lite.base import GradientTransformation, UninitializedState, extra_args_filter
 from torchopt_lite.optim._state_view import check_state_like
 from torchopt_lite.update import apply_updates
 
@@ -56,8 +56,9 @@ class FuncOptimizer:
             self.optim_state = self.impl.init(params)
         grads = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
         grads_tree = optree.tree_unflatten(spec, list(grads))
+        extra = extra_args_filter(self.impl.update)({"value": loss})
         updates, self.optim_state = self.impl.update(
-            grads_tree, self.optim_state, params=params, inplace=inplace
+            grads_tree, self.optim_state, params=params, inplace=inplace, **extra
         )
         return apply_updates(params, updates, inplace=inplace)
 

@@ -16,6 +16,7 @@ from torchopt_lite.base import (
     EmptyState,
     GradientTransformation,
     LeafwiseTransformation,
+    extra_args_filter,
     identity,
     register_state_type,
 )
@@ -111,8 +112,15 @@ def masked(inner: GradientTransformation, mask: Mask | None = None) -> GradientT
         keep = _mask_leaves(mask, params, spec, "masked")
         return MaskedState(inner.init(tuple(x for x, k in zip(leaves, keep, strict=True) if k)))
 
+    pick = extra_args_filter(inner.update)
+
     def update_fn(
-        updates: Any, state: MaskedState, *, params: Any = None, inplace: bool = True
+        updates: Any,
+        state: MaskedState,
+        *,
+        params: Any = None,
+        inplace: bool = True,
+        **extra_args: Any,
     ) -> tuple[Any, MaskedState]:
         leaves, spec = flatten_tensors(updates, "updates", "masked")
         if callable(mask) and params is None:
@@ -124,7 +132,11 @@ def masked(inner: GradientTransformation, mask: Mask | None = None) -> GradientT
             p_leaves = optree.tree_leaves(params, none_is_leaf=True)
             sub_params = tuple(p_leaves[i] for i in index)
         sub, inner_state = inner.update(
-            tuple(leaves[i] for i in index), state.inner_state, params=sub_params, inplace=inplace
+            tuple(leaves[i] for i in index),
+            state.inner_state,
+            params=sub_params,
+            inplace=inplace,
+            **pick(extra_args),
         )
         out = list(leaves)
         for i, x in zip(index, sub, strict=True):

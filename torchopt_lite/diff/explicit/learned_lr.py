@@ -64,7 +64,12 @@ def per_parameter_sgd(lr: float | Tensor | Params) -> GradientTransformation:
         return EmptyState()
 
     def update_fn(
-        updates: Updates, state: OptState, *, params: Params | None = None, inplace: bool = True
+        updates: Updates,
+        state: OptState,
+        *,
+        params: Params | None = None,
+        inplace: bool = True,
+        **extra_args: Any,
     ) -> tuple[Updates, OptState]:
         leaves, spec = optree.tree_flatten(updates, none_is_leaf=True)
         if lr_spec is None:

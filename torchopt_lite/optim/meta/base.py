@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torchopt_lite import _dispatch
 from torchopt_lite._dispatch._boundary import check_leaves, densified
 from torchopt_lite._modules import extract_module_containers
-from torchopt_lite.base import GradientTransformation, UninitializedState
+from torchopt_lite.base import GradientTransformation, UninitializedState, extra_args_filter
 from torchopt_lite.diff.explicit._checks import check_truncate_every
 from torchopt_lite.optim._state_view import check_state_like
 from torchopt_lite.typing import ModuleTensorContainers, OptState
@@ -191,12 +191,12 @@ class MetaOptimizer:
             truncate = self._unrolled % self.truncate_every == 0
 
         if len(self._bounds) == 1:  # the usual case: no slicing and merging
-            new_flat, state = self._update_group(0, flat, grads)
+            new_flat, state = self._update_group(0, flat, grads, loss)
             new_states = [state]
         else:
             new_flat, new_states = [], []
             for i, (start, stop) in enumerate(self._bounds):
-                new, state = self._update_group(i, flat[start:stop], grads[start:stop])
+                new, state = self._update_group(i, flat[start:stop], grads[start:stop], loss)
                 new_flat += new
                 new_states.append(state)
         if truncate:
@@ -208,7 +208,7 @@ class MetaOptimizer:
         self.state_groups[:] = new_states
 
     def _update_group(
-        self, i: int, params: list[Tensor], grads: list[Tensor | None]
+        self, i: int, params: list[Tensor], grads: list[Tensor | None], loss: Tensor
     ) -> tuple[list[Tensor], OptState]:
         """Group ``i``'s new parameters and state (nothing written)."""
         state = self.state_groups[i]
@@ -216,15 +216,22 @@ class MetaOptimizer:
             state = self.impl.init(tuple(params))
         if self._plan is not None and self._linear_scale is None:
             return _dispatch.apply(
-                self._plan, params, grads, state, inplace=False, caller="MetaOptimizer.step"
+                self._plan,
+                params,
+                grads,
+                state,
+                inplace=False,
+                caller="MetaOptimizer.step",
+                extra={"value": loss},
             )
         if self._linear_scale is not None:  # already scale * g (see __init__); state constant
             if not check_leaves(grads, "gradients", "MetaOptimizer.step", sparse=True):
                 grads = densified(grads)  # plain SGD takes sparse gradients, as torch.optim's
             updates: Sequence[Tensor | None] = grads
         else:
+            extra = extra_args_filter(self.impl.update)({"value": loss})
             updates, state = self.impl.update(
-                tuple(grads), state, params=tuple(params), inplace=False
+                tuple(grads), state, params=tuple(params), inplace=False, **extra
             )
         if all(u is not None for u in updates):
             return _dispatch.choose_ops(params, inplace=False).add(params, updates), state  # type: ignore[arg-type]
