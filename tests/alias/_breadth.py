@@ -56,3 +56,22 @@ def _collect() -> list[BreadthCase]:
 
 
 ALL = _collect()
+
+
+# The torch.optim-style class and the meta-optimizer of each alias (``Meta`` + the class name).
+CLASS_NAMES = {
+    "adabelief": "AdaBelief", "adafactor": "Adafactor", "adamaxw": "AdamaxW", "adan": "Adan",
+    "amsgrad": "AMSGrad", "asgd": "ASGD", "fromage": "Fromage", "lamb": "Lamb", "lars": "Lars",
+    "lion": "Lion", "muon": "Muon", "nadam": "NAdam", "nadamw": "NAdamW", "noisy_sgd": "NoisySGD",
+    "novograd": "NovoGrad", "optimistic_adam": "OptimisticAdam",
+    "optimistic_gradient_descent": "OptimisticGradientDescent", "polyak_sgd": "PolyakSGD",
+    "prodigy": "Prodigy", "rprop": "Rprop", "sam": "SAM", "schedule_free_adamw":
+    "ScheduleFreeAdamW", "schedule_free_sgd": "ScheduleFreeSGD", "sign_sgd": "SignSGD",
+    "signum": "Signum", "sm3": "SM3", "sophia": "Sophia", "yogi": "Yogi",
+}  # fmt: skip
+
+
+def class_of(case: BreadthCase, meta: bool = False) -> Any:
+    """The class form of ``case``'s alias, or ``None`` before it is exported."""
+    name = CLASS_NAMES.get(case.alias)
+    return None if name is None else getattr(torchopt_lite, ("Meta" if meta else "") + name, None)
