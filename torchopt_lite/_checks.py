@@ -4,17 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 
 def _value(x: Any) -> float | None:
+    """``x`` as a number to compare (``None``: not a number or a one-element tensor); a tensor
+    that cannot be read for free (see :func:`_readable`) reads as :data:`_UNREAD`."""
     if isinstance(x, Tensor):
         if x.numel() != 1:
             return None
-        return float(x.detach())
+        return float(x.detach()) if _readable(x) else _UNREAD
     if isinstance(x, int | float):
         return float(x)
     return None
+
+
+_UNREAD = float("nan")  # the value of an unread tensor: compared by identity, never by value
+
+
+def _readable(x: Tensor) -> bool:
+    """A tensor hyperparameter is checked where reading it is free: a constant on the CPU.
+
+    On an accelerator (a host sync per step when an optimizer is rebuilt from injected
+    hyperparameters), under ``torch.func`` transforms and under ``torch.compile``, its value is
+    taken as given.
+    """
+    return (
+        not torch.compiler.is_compiling()
+        and x.device.type == "cpu"
+        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+    )
 
 
 def check_nonnegative(caller: str, name: str, value: Any, *, what: str = "") -> None:
@@ -27,7 +47,7 @@ def check_nonnegative(caller: str, name: str, value: Any, *, what: str = "") -> 
             f"{caller}: {name} must be a float, a 0-d tensor or a schedule; "
             f"got {type(value).__name__}."
         )
-    if not v >= 0.0:
+    if v is not _UNREAD and not v >= 0.0:
         label = what or name
         raise ValueError(f"{caller}: Invalid {label} value: {name} must be >= 0; got {value}.")
 
@@ -39,7 +59,7 @@ def check_in_range(
     v = _value(value)
     if v is None:
         raise TypeError(f"{caller}: {name} must be a float; got {type(value).__name__}.")
-    ok = low <= v <= high if closed_high else low <= v < high
+    ok = v is _UNREAD or (low <= v <= high if closed_high else low <= v < high)
     if not ok:
         bracket = "]" if closed_high else ")"
         raise ValueError(f"{caller}: {name} must be in [{low}, {high}{bracket}; got {value}.")
@@ -51,4 +71,38 @@ def check_betas(caller: str, betas: Any) -> tuple[float, float]:
         raise TypeError(f"{caller}: betas must be a pair (beta1, beta2); got {betas!r}.")
     check_in_range(caller, "betas[0]", betas[0], 0.0, 1.0)
     check_in_range(caller, "betas[1]", betas[1], 0.0, 1.0)
-    return float(betas[0]), float(betas[1])
+    return coefficient(betas[0]), coefficient(betas[1])
+
+
+def coefficient(x: Any) -> Any:
+    """A hyperparameter for the formulas: a Python float, or a tensor kept as it is (injected,
+    learnable or traced) so that the step stays differentiable in it and needs no host sync."""
+    return x if isinstance(x, Tensor) else float(x)
+
+
+def check_positive_value(caller: str, name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value > 0`` (a float or a 0-d tensor)."""
+    v = _value(value)
+    if v is None:
+        raise TypeError(
+            f"{caller}: {name} must be a float or a 0-d tensor; got {type(value).__name__}."
+        )
+    if v is not _UNREAD and not v > 0.0:
+        raise ValueError(f"{caller}: {name} must be > 0; got {value}.")
+
+
+REAL_LEAVES_ONLY = (
+    "{caller}: complex leaves are not supported ({why}); pass the real and imaginary parts as "
+    "separate real leaves (torch.view_as_real gives them as a last dimension of size 2)."
+)
+
+
+def real_leaves_check(caller: str, why: str) -> Any:
+    """A ``Leafwise`` state check that rejects complex leaves before anything is written (for
+    shape-aware math that the real view of a complex leaf would get wrong)."""
+
+    def check(facts: Any, state: Any) -> None:
+        if facts.complex is not None:
+            raise ValueError(REAL_LEAVES_ONLY.format(caller=caller, why=why))
+
+    return check

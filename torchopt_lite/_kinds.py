@@ -11,6 +11,21 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 
+def constant(*values: Any) -> bool:
+    """Whether every hyperparameter is a Python number (a kind is described by numbers only).
+
+    A transformation built with a tensor hyperparameter (injected into the state, learnable, or
+    batched under ``vmap``) has no kind: it runs its own formula, which is differentiable in
+    the tensor, rather than a fused kernel that takes numbers.
+    """
+    return all(isinstance(v, int | float) for v in values)
+
+
+def is_zero(value: Any) -> bool:
+    """A hyperparameter that is the number 0 (a tensor never is: its value may change)."""
+    return isinstance(value, int | float) and value == 0
+
+
 class Identity(NamedTuple):
     """Updates pass through."""
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchopt_lite._kinds import is_zero
 from torchopt_lite._ops import Leaves, Ops, Seq
 
 
@@ -22,6 +23,11 @@ def full_like_leaves(leaves: Sequence[Tensor], value: float) -> tuple[Tensor, ..
     A complex leaf is optimized through its real view, so both its components start at
     ``value``, as ``torch.optim.Adagrad``'s accumulator does.
     """
+    if isinstance(value, Tensor):  # injected or learnable: zeros plus value, differentiably
+        return tuple(
+            torch.zeros_like(x) + (torch.complex(value, value) if x.is_complex() else value)
+            for x in leaves
+        )
     return tuple(
         torch.full_like(x, complex(value, value) if x.is_complex() else value) for x in leaves
     )
@@ -78,7 +84,7 @@ def rsqrt_denominator(
     order (no overflow of :math:`v / b` in low precision); :math:`b = 1` when not given.
     """
     b = bias_correction
-    if eps_root:
+    if not is_zero(eps_root):
         d = ops.sqrt(ops.fresh.add_scalar(list(v), eps_root if b is None else eps_root * b))
     else:
         d = ops.fresh.sqrt(list(v))

@@ -104,6 +104,24 @@ def _pairs(ys: Any, n: int) -> Any:
     return ys if isinstance(ys, list | tuple) else [ys] * n
 
 
+def _is_number(c: Any) -> bool:
+    return isinstance(c, int | float)
+
+
+# Coefficients as tensors (hyperparameters injected into the state, learnable betas): the
+# multi-tensor kernels and ``torch.add(alpha=)``/``addcmul(value=)`` take numbers only, so a
+# coefficient that ``scalar`` cannot turn into a number takes the same formula in plain
+# differentiable arithmetic (``x + c * y``), which broadcasts a 0-d tensor over every leaf.
+
+
+def _bounds(low: Any, high: Any, x: Tensor) -> tuple[Any, Any]:
+    """``clamp`` bounds for ``x``: both numbers, or both tensors (torch takes no mix)."""
+    if isinstance(low, Tensor) or isinstance(high, Tensor):
+        lo = torch.as_tensor(low, dtype=x.dtype, device=x.device)
+        return lo, torch.as_tensor(high, dtype=x.dtype, device=x.device)
+    return low, high
+
+
 class _ForeachPure:
     """Out-of-place multi-tensor ops: new tensors, differentiable."""
 
@@ -122,7 +140,10 @@ class _ForeachPure:
         return list(torch._foreach_div(xs, scalar(ys, xs)))
 
     @staticmethod
-    def add(xs: Leaves, ys: Seq, alpha: float = 1.0) -> Leaves:
+    def add(xs: Leaves, ys: Seq, alpha: Any = 1.0) -> Leaves:
+        alpha = scalar(alpha, xs)
+        if not _is_number(alpha):
+            return list(torch._foreach_add(xs, torch._foreach_mul(ys, alpha)))
         return list(torch._foreach_add(xs, ys, alpha=alpha))
 
     @staticmethod
@@ -133,15 +154,25 @@ class _ForeachPure:
         return list(torch._foreach_add(xs, s))
 
     @staticmethod
-    def lerp(xs: Leaves, ys: Seq, w: float) -> Leaves:
+    def lerp(xs: Leaves, ys: Seq, w: Any) -> Leaves:
+        w = scalar(w, xs)
+        if not _is_number(w):
+            step = torch._foreach_mul(torch._foreach_sub(list(ys), xs), w)
+            return list(torch._foreach_add(xs, step))
         return list(torch._foreach_lerp(xs, ys, w))
 
     @staticmethod
-    def addcmul(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+    def addcmul(xs: Leaves, a: Seq, b: Seq, v: Any) -> Leaves:
+        v = scalar(v, xs)
+        if not _is_number(v):
+            return list(torch._foreach_add(xs, torch._foreach_mul(torch._foreach_mul(a, b), v)))
         return list(torch._foreach_addcmul(xs, a, b, value=v))
 
     @staticmethod
-    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: Any) -> Leaves:
+        v = scalar(v, xs)
+        if not _is_number(v):
+            return list(torch._foreach_add(xs, torch._foreach_mul(torch._foreach_div(a, b), v)))
         return list(torch._foreach_addcdiv(xs, a, b, value=v))
 
     @staticmethod
@@ -151,6 +182,10 @@ class _ForeachPure:
     @staticmethod
     def abs(xs: Leaves) -> Leaves:
         return list(torch._foreach_abs(xs))
+
+    @staticmethod
+    def sign(xs: Leaves) -> Leaves:
+        return list(torch._foreach_sign(xs))
 
     @staticmethod
     def neg(xs: Leaves) -> Leaves:
@@ -171,6 +206,18 @@ class _ForeachPure:
     @staticmethod
     def norms(xs: Leaves, p: float) -> Leaves:
         return list(torch._foreach_norm(xs, p))
+
+    @staticmethod
+    def clamp(xs: Leaves, low: Any, high: Any) -> Leaves:
+        lo, hi = scalar(low, xs), scalar(high, xs)
+        if not isinstance(lo, int | float) or not isinstance(hi, int | float):
+            return [torch.clamp(x, *_bounds(low, high, x)) for x in xs]  # tensor bounds
+        return list(torch._foreach_clamp_max(torch._foreach_clamp_min(xs, lo), hi))
+
+    @staticmethod
+    def select(xs: Leaves, conds: Seq, ys: Seq) -> Leaves:
+        """``ys`` where ``conds`` is true, else ``xs`` (no multi-tensor form)."""
+        return [torch.where(c, y, x) for x, c, y in zip(xs, conds, ys, strict=True)]
 
 
 class _ForeachInPlace(_ForeachPure):
@@ -193,7 +240,11 @@ class _ForeachInPlace(_ForeachPure):
         return xs
 
     @staticmethod
-    def add(xs: Leaves, ys: Seq, alpha: float = 1.0) -> Leaves:
+    def add(xs: Leaves, ys: Seq, alpha: Any = 1.0) -> Leaves:
+        alpha = scalar(alpha, xs)
+        if not _is_number(alpha):
+            torch._foreach_add_(xs, torch._foreach_mul(ys, alpha))
+            return xs
         torch._foreach_add_(xs, ys, alpha=alpha)
         return xs
 
@@ -203,17 +254,29 @@ class _ForeachInPlace(_ForeachPure):
         return xs
 
     @staticmethod
-    def lerp(xs: Leaves, ys: Seq, w: float) -> Leaves:
+    def lerp(xs: Leaves, ys: Seq, w: Any) -> Leaves:
+        w = scalar(w, xs)
+        if not _is_number(w):
+            torch._foreach_add_(xs, torch._foreach_mul(torch._foreach_sub(list(ys), xs), w))
+            return xs
         torch._foreach_lerp_(xs, ys, w)
         return xs
 
     @staticmethod
-    def addcmul(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+    def addcmul(xs: Leaves, a: Seq, b: Seq, v: Any) -> Leaves:
+        v = scalar(v, xs)
+        if not _is_number(v):
+            torch._foreach_add_(xs, torch._foreach_mul(torch._foreach_mul(a, b), v))
+            return xs
         torch._foreach_addcmul_(xs, a, b, value=v)
         return xs
 
     @staticmethod
-    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: Any) -> Leaves:
+        v = scalar(v, xs)
+        if not _is_number(v):
+            torch._foreach_add_(xs, torch._foreach_mul(torch._foreach_div(a, b), v))
+            return xs
         torch._foreach_addcdiv_(xs, a, b, value=v)
         return xs
 
@@ -225,6 +288,11 @@ class _ForeachInPlace(_ForeachPure):
     @staticmethod
     def abs(xs: Leaves) -> Leaves:
         torch._foreach_abs_(xs)
+        return xs
+
+    @staticmethod
+    def sign(xs: Leaves) -> Leaves:
+        torch._foreach_sign_(xs)
         return xs
 
     @staticmethod
@@ -246,6 +314,19 @@ class _ForeachInPlace(_ForeachPure):
     def nan_to_num(xs: Leaves, nan: float, posinf: float | None, neginf: float | None) -> Leaves:
         return [x.nan_to_num_(nan, posinf, neginf) for x in xs]
 
+    @staticmethod
+    def clamp(xs: Leaves, low: Any, high: Any) -> Leaves:
+        lo, hi = scalar(low, xs), scalar(high, xs)
+        if not isinstance(lo, int | float) or not isinstance(hi, int | float):
+            return [x.clamp_(*_bounds(low, high, x)) for x in xs]
+        torch._foreach_clamp_min_(xs, lo)
+        torch._foreach_clamp_max_(xs, hi)
+        return xs
+
+    @staticmethod
+    def select(xs: Leaves, conds: Seq, ys: Seq) -> Leaves:
+        return [x.copy_(torch.where(c, y, x)) for x, c, y in zip(xs, conds, ys, strict=True)]
+
 
 class _LeafPure(_ForeachPure):
     """One ordinary (batchable, differentiable) op per leaf."""
@@ -263,9 +344,9 @@ class _LeafPure(_ForeachPure):
         return [x / y for x, y in zip(xs, _pairs(ys, len(xs)), strict=True)]
 
     @staticmethod
-    def add(xs: Leaves, ys: Seq, alpha: float = 1.0) -> Leaves:
-        if alpha != 1.0 and _compiling():  # see _ALPHA_UNDER_COMPILE
-            return [x + y * alpha for x, y in zip(xs, ys, strict=True)]
+    def add(xs: Leaves, ys: Seq, alpha: Any = 1.0) -> Leaves:
+        if not _is_number(alpha) or (alpha != 1.0 and _compiling()):  # _ALPHA_UNDER_COMPILE
+            return [x + y * a for x, y, a in zip(xs, ys, _pairs(alpha, len(xs)), strict=True)]
         return [torch.add(x, y, alpha=alpha) for x, y in zip(xs, ys, strict=True)]
 
     @staticmethod
@@ -273,15 +354,23 @@ class _LeafPure(_ForeachPure):
         return [x + s for x in xs]
 
     @staticmethod
-    def lerp(xs: Leaves, ys: Seq, w: float) -> Leaves:
+    def lerp(xs: Leaves, ys: Seq, w: Any) -> Leaves:
+        if not _is_number(w):
+            return [x + (y - x) * c for x, y, c in zip(xs, ys, _pairs(w, len(xs)), strict=True)]
         return [torch.lerp(x, y, w) for x, y in zip(xs, ys, strict=True)]
 
     @staticmethod
-    def addcmul(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+    def addcmul(xs: Leaves, a: Seq, b: Seq, v: Any) -> Leaves:
+        if not _is_number(v):
+            vs = _pairs(v, len(xs))
+            return [x + p * q * c for x, p, q, c in zip(xs, a, b, vs, strict=True)]
         return [torch.addcmul(x, p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
 
     @staticmethod
-    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: Any) -> Leaves:
+        if not _is_number(v):
+            vs = _pairs(v, len(xs))
+            return [x + p / q * c for x, p, q, c in zip(xs, a, b, vs, strict=True)]
         return [torch.addcdiv(x, p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
 
     @staticmethod
@@ -291,6 +380,10 @@ class _LeafPure(_ForeachPure):
     @staticmethod
     def abs(xs: Leaves) -> Leaves:
         return [torch.abs(x) for x in xs]
+
+    @staticmethod
+    def sign(xs: Leaves) -> Leaves:
+        return [torch.sign(x) for x in xs]
 
     @staticmethod
     def neg(xs: Leaves) -> Leaves:
@@ -303,6 +396,10 @@ class _LeafPure(_ForeachPure):
     @staticmethod
     def norms(xs: Leaves, p: float) -> Leaves:
         return [torch.linalg.vector_norm(x, p) for x in xs]
+
+    @staticmethod
+    def clamp(xs: Leaves, low: Any, high: Any) -> Leaves:
+        return [torch.clamp(x, *_bounds(low, high, x)) for x in xs]
 
 
 class _LeafInPlace(_LeafPure):
@@ -323,9 +420,9 @@ class _LeafInPlace(_LeafPure):
         return [x.div_(y) for x, y in zip(xs, _pairs(ys, len(xs)), strict=True)]
 
     @staticmethod
-    def add(xs: Leaves, ys: Seq, alpha: float = 1.0) -> Leaves:
-        if alpha != 1.0 and _compiling():  # see _ALPHA_UNDER_COMPILE
-            return [x.add_(y * alpha) for x, y in zip(xs, ys, strict=True)]
+    def add(xs: Leaves, ys: Seq, alpha: Any = 1.0) -> Leaves:
+        if not _is_number(alpha) or (alpha != 1.0 and _compiling()):  # _ALPHA_UNDER_COMPILE
+            return [x.add_(y * a) for x, y, a in zip(xs, ys, _pairs(alpha, len(xs)), strict=True)]
         return [x.add_(y, alpha=alpha) for x, y in zip(xs, ys, strict=True)]
 
     @staticmethod
@@ -333,15 +430,23 @@ class _LeafInPlace(_LeafPure):
         return [x.add_(s) for x in xs]
 
     @staticmethod
-    def lerp(xs: Leaves, ys: Seq, w: float) -> Leaves:
+    def lerp(xs: Leaves, ys: Seq, w: Any) -> Leaves:
+        if not _is_number(w):
+            return [x.add_((y - x) * c) for x, y, c in zip(xs, ys, _pairs(w, len(xs)), strict=True)]
         return [x.lerp_(y, w) for x, y in zip(xs, ys, strict=True)]
 
     @staticmethod
-    def addcmul(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+    def addcmul(xs: Leaves, a: Seq, b: Seq, v: Any) -> Leaves:
+        if not _is_number(v):
+            vs = _pairs(v, len(xs))
+            return [x.add_(p * q * c) for x, p, q, c in zip(xs, a, b, vs, strict=True)]
         return [x.addcmul_(p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
 
     @staticmethod
-    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: float) -> Leaves:
+    def addcdiv(xs: Leaves, a: Seq, b: Seq, v: Any) -> Leaves:
+        if not _is_number(v):
+            vs = _pairs(v, len(xs))
+            return [x.add_(p / q * c) for x, p, q, c in zip(xs, a, b, vs, strict=True)]
         return [x.addcdiv_(p, q, value=v) for x, p, q in zip(xs, a, b, strict=True)]
 
     @staticmethod
@@ -351,6 +456,10 @@ class _LeafInPlace(_LeafPure):
     @staticmethod
     def abs(xs: Leaves) -> Leaves:
         return [x.abs_() for x in xs]
+
+    @staticmethod
+    def sign(xs: Leaves) -> Leaves:
+        return [x.sign_() for x in xs]
 
     @staticmethod
     def neg(xs: Leaves) -> Leaves:
@@ -365,6 +474,11 @@ class _LeafInPlace(_LeafPure):
         return [x.copy_(y) for x, y in zip(xs, ys, strict=True)]
 
     nan_to_num = staticmethod(_ForeachInPlace.nan_to_num)  # one call per leaf in both
+    select = staticmethod(_ForeachInPlace.select)
+
+    @staticmethod
+    def clamp(xs: Leaves, low: Any, high: Any) -> Leaves:
+        return [x.clamp_(*_bounds(low, high, x)) for x in xs]
 
 
 FOREACH_PURE = _ForeachPure()

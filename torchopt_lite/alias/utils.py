@@ -50,18 +50,20 @@ def flip_sign_and_add_weight_decay(
         tensor([-0.5000, -0.5000])
     """
     check_nonnegative("flip_sign_and_add_weight_decay", "weight_decay", weight_decay)
-    if weight_decay == 0.0 and not maximize:
+    decay = not _kinds.is_zero(weight_decay)
+    if not decay and not maximize:
         return identity()
 
     def update(g: list[Tensor], state: Any, params: Any, ops: Ops) -> tuple[Any, Any]:
         if maximize:
             g = ops.neg(g)
-        if weight_decay != 0.0:
+        if decay:
             g = ops.add(g, params, alpha=weight_decay)
         return g, state
 
-    reads_params = "flip_sign_and_add_weight_decay" if weight_decay != 0.0 else ""
-    kind = _kinds.Flip(float(weight_decay), bool(maximize))
+    reads_params = "flip_sign_and_add_weight_decay" if decay else ""
+    constant = _kinds.constant(weight_decay)
+    kind = _kinds.Flip(float(weight_decay), bool(maximize)) if constant else None
     return LeafwiseTransformation(
         Leafwise(
             lambda leaves: EmptyState(), update, kind=kind, needs_params=reads_params, sparse=True

@@ -44,7 +44,7 @@ def _decay(weight_decay: float) -> LeafwiseTransformation:
     def update(g: list[Tensor], state: Any, params: Any, ops: Ops) -> tuple[Any, Any]:
         return ops.add(g, params, alpha=weight_decay), state
 
-    kind = _kinds.AddDecayedWeights(float(weight_decay))
+    kind = _kinds.AddDecayedWeights(float(weight_decay)) if _kinds.constant(weight_decay) else None
     return LeafwiseTransformation(
         Leafwise(lambda leaves: EmptyState(), update, kind=kind, needs_params="add_decayed_weights")
     )
@@ -67,7 +67,7 @@ def add_decayed_weights(
         tensor([0.1000, 0.1000])
     """
     check_nonnegative("add_decayed_weights", "weight_decay", weight_decay, what="weight_decay")
-    if weight_decay == 0.0:
+    if _kinds.is_zero(weight_decay):
         return identity()
     inner = _decay(weight_decay)
     return inner if mask is None else masked(inner, mask)

@@ -57,7 +57,9 @@ def scale_by_adam(
         u = adam_direction(ops, g, mu, nu, count, b1, b2, eps, eps_root)
         return u, ScaleByAdamState(mu=tuple(mu), nu=tuple(nu), count=count)
 
-    kind = _kinds.ScaleByAdam(float(b1), float(b2), float(eps), float(eps_root))
+    kind = None  # tensor hyperparameters: no fused kernel takes them
+    if _kinds.constant(b1, b2, eps, eps_root):
+        kind = _kinds.ScaleByAdam(float(b1), float(b2), float(eps), float(eps_root))
     check = state_check("scale_by_adam", ScaleByAdamState, "mu", "nu")
     return LeafwiseTransformation(Leafwise(init, update, kind=kind, check=check))
 

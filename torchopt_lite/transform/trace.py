@@ -48,9 +48,9 @@ def trace(
     """
     check_nonnegative("trace", "momentum", momentum)
     check_nonnegative("trace", "dampening", dampening)
-    if nesterov and (momentum <= 0 or dampening != 0):
+    if nesterov and (_kinds.is_zero(momentum) or not _kinds.is_zero(dampening)):
         raise ValueError("trace: Nesterov momentum requires a momentum and zero dampening.")
-    if momentum == 0:
+    if _kinds.is_zero(momentum):
         return identity()
 
     def init(leaves: Any) -> TraceState:
@@ -62,7 +62,8 @@ def trace(
         g: list[Tensor], state: TraceState, params: Any, ops: Ops
     ) -> tuple[list[Tensor], TraceState]:
         buf = list(state.trace)
-        if dampening:  # b_1 = g_1 undamped, as torch.optim.SGD: the weight is 1 at step 1
+        if not _kinds.is_zero(dampening):
+            # b_1 = g_1 undamped, as torch.optim.SGD: the weight is 1 at step 1
             later = (state.count > 0).to(coefficient_dtype(state.count.device))
             g = ops.mul(g, 1.0 - dampening * later)
         if nesterov:  # u = g + mu b_t, with b_t = mu b + g (b_0 = 0 makes b_1 = g_1)
@@ -73,6 +74,7 @@ def trace(
             buf = ops.copy(buf, u)
         return u, TraceState(trace=tuple(buf), count=next_count(state.count, ops.inplace))
 
-    kind = _kinds.Trace(float(momentum), float(dampening), bool(nesterov))
+    constant = _kinds.constant(momentum, dampening)
+    kind = _kinds.Trace(float(momentum), float(dampening), bool(nesterov)) if constant else None
     check = state_check("trace", TraceState, "trace")
     return LeafwiseTransformation(Leafwise(init, update, kind=kind, check=check, sparse=True))

@@ -1,0 +1,314 @@
+"""inject_hyperparams: hyperparameters as tensors in the state, in every differentiation mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optree
+import pytest
+import torch
+from torch import Tensor
+
+import torchopt_lite
+from tests.alias._breadth import ALL as BREADTH
+from tests.alias._registry import CASES
+from torchopt_lite.diff.implicit import custom_fixed_point
+from torchopt_lite.diff.zero_order import zero_order
+from torchopt_lite.transform.inject_hyperparams import InjectHyperparamsState, inject_hyperparams
+
+
+def _numeric(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a case sets that inject_hyperparams injects (numbers and betas)."""
+    out = {}
+    for k, v in kwargs.items():
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, float) or (isinstance(v, tuple) and all(isinstance(x, float) for x in v)):
+            out[k] = v
+    return out
+
+
+INJECTABLE = [
+    (c.alias, c.kwargs, c.id)
+    for c in [*CASES, *BREADTH]
+    if _numeric(c.kwargs) and not getattr(c, "needs_value", False)
+]
+
+
+def _alias(name: str) -> Any:
+    return getattr(torchopt_lite, name, None) or getattr(
+        __import__(f"torchopt_lite.alias.{name}", fromlist=[name]), name
+    )
+
+
+def _params(seed: int = 0) -> dict[str, Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "w": torch.randn(3, 4, generator=gen, dtype=torch.float64),
+        "b": torch.randn(4, generator=gen, dtype=torch.float64),
+    }
+
+
+_SOURCE = _params(7)
+
+
+def _grads(k: int) -> dict[str, Tensor]:
+    return optree.tree_map(lambda p: torch.sin(p * (k + 1)) + 0.1 * k, _SOURCE)
+
+
+def _run(opt: Any, steps: int, inplace: bool, params: Any = None) -> list[Any]:
+    params = _params() if params is None else params
+    state = opt.init(params)
+    out = []
+    for k in range(steps):
+        updates, state = opt.update(_grads(k), state, params=params, inplace=inplace)
+        params = torchopt_lite.apply_updates(params, updates, inplace=inplace)
+        out.append(optree.tree_map(torch.clone, params))
+    return out
+
+
+def _as_tensors(values: dict[str, Any], requires_grad: bool = False) -> dict[str, Any]:
+    def one(v: float) -> Tensor:
+        return torch.tensor(v, dtype=torch.float64, requires_grad=requires_grad)
+
+    return {k: tuple(map(one, v)) if isinstance(v, tuple) else one(v) for k, v in values.items()}
+
+
+@pytest.mark.parametrize("inplace", [True, False], ids=["inplace", "pure"])
+@pytest.mark.parametrize(
+    ("alias", "kwargs"), [c[:2] for c in INJECTABLE], ids=[c[2] for c in INJECTABLE]
+)
+def test_injected_steps_equal_the_alias(alias: str, kwargs: dict, inplace: bool) -> None:
+    """Numbers injected as state tensors change nothing: the same trajectory as the alias."""
+    factory = _alias(alias)
+    expected = _run(factory(**kwargs), 5, inplace)
+    got = _run(inject_hyperparams(factory)(**kwargs), 5, inplace)
+    for e, g in zip(expected, got, strict=True):
+        for x, y in zip(optree.tree_leaves(e), optree.tree_leaves(g), strict=True):
+            torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("alias", "kwargs"), [c[:2] for c in INJECTABLE], ids=[c[2] for c in INJECTABLE]
+)
+def test_gradcheck_through_hyperparameters(alias: str, kwargs: dict) -> None:
+    """Params after two out-of-place steps are differentiable in every injected value."""
+    # eps-sized values are held fixed: a finite-difference probe of 1e-6 would make them < 0
+    numeric = _numeric(kwargs)
+    numeric = {k: v for k, v in numeric.items() if min(v if isinstance(v, tuple) else (v,)) >= 1e-3}
+    names = list(numeric)
+    flat0, spec = optree.tree_flatten(_as_tensors(numeric))
+
+    def two_steps(*flat: Tensor) -> tuple[Tensor, ...]:
+        hyper = optree.tree_unflatten(spec, list(flat))
+        opt = inject_hyperparams(_alias(alias))(**{**kwargs, **hyper})
+        (last,) = _run(opt, 2, inplace=False)[-1:]
+        return tuple(optree.tree_leaves(last))
+
+    inputs = tuple(x.clone().requires_grad_(True) for x in flat0)
+    if not names:
+        pytest.skip("no hyperparameter of this case is large enough to probe")
+    assert torch.autograd.gradcheck(two_steps, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def test_schedule_is_evaluated_on_the_count() -> None:
+    schedule = torchopt_lite.schedule.linear_schedule(0.1, 0.01, transition_steps=4)
+    expected = _run(torchopt_lite.adam(schedule), 6, inplace=True)
+    opt = inject_hyperparams(torchopt_lite.adam)(lr=schedule)
+    got = _run(opt, 6, inplace=True)
+    for e, g in zip(expected, got, strict=True):
+        for x, y in zip(optree.tree_leaves(e), optree.tree_leaves(g), strict=True):
+            torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-14)
+    state = opt.init(_params())
+    for _ in range(3):
+        _, state = opt.update(_grads(0), state, params=_params())
+    torch.testing.assert_close(
+        state.hyperparams["lr"], torch.as_tensor(schedule(2), dtype=torch.float64)
+    )
+
+
+def test_values_set_between_steps_are_used() -> None:
+    opt = inject_hyperparams(torchopt_lite.sgd)(lr=0.1, momentum=0.5)
+    params = _params()
+    state = opt.init(params)
+    _, state = opt.update(_grads(0), state, params=params)
+    state.hyperparams["lr"].fill_(0.0)
+    updates, state = opt.update(_grads(1), state, params=params)
+    assert all(torch.equal(u, torch.zeros_like(u)) for u in optree.tree_leaves(updates))
+    state = state._replace(hyperparams={**state.hyperparams, "lr": torch.tensor(1.0)})
+    updates, _ = opt.update(_grads(2), state, params=params)
+    # momentum buffer after three steps: b = g2 + 0.5 (g1 + 0.5 g0); the step is -1.0 * b
+    b = optree.tree_map(lambda a, c, d: d + 0.5 * (c + 0.5 * a), _grads(0), _grads(1), _grads(2))
+    for u, v in zip(optree.tree_leaves(updates), optree.tree_leaves(b), strict=True):
+        torch.testing.assert_close(u, -v, rtol=1e-12, atol=1e-14)
+
+
+def test_meta_gradient_of_lr_and_betas_matches_finite_differences() -> None:
+    """Unrolled mode: learn Adam's lr and b1 by differentiating through 4 inner steps."""
+
+    def outer(lr: Tensor, b1: Tensor) -> Tensor:
+        opt = inject_hyperparams(torchopt_lite.adam)(lr=lr, betas=(b1, 0.999))
+        params = _params()
+        state = opt.init(params)
+        for _ in range(4):
+            grads = optree.tree_map(lambda p: p - 1.0, params)  # loss 0.5 |p - 1|^2
+            updates, state = opt.update(grads, state, params=params, inplace=False)
+            params = torchopt_lite.apply_updates(params, updates, inplace=False)
+        return sum(((p - 1.0) ** 2).sum() for p in optree.tree_leaves(params))
+
+    lr = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
+    b1 = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(outer, (lr, b1))
+
+
+def test_meta_optimizer_reaches_the_injected_tensor() -> None:
+    lr = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    net = torch.nn.Linear(3, 1, bias=False).double()
+    x = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    w0 = net.weight.detach().clone()
+    meta = torchopt_lite.MetaOptimizer(net, inject_hyperparams(torchopt_lite.sgd)(lr=lr))
+    meta.step((net(x) ** 2).mean())
+    (got,) = torch.autograd.grad(net.weight.sum(), lr)
+    w = w0.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(((x @ w.T) ** 2).mean(), w)
+    torch.testing.assert_close(got, -g.sum())
+
+
+def test_vmap_over_learning_rates_matches_a_loop() -> None:
+    opt = inject_hyperparams(torchopt_lite.adam)(lr=0.1)
+    lrs = torch.tensor([0.01, 0.1, 0.3], dtype=torch.float64)
+    params = _params()
+
+    def run(lr: Tensor) -> Tensor:
+        state = opt.init(params)
+        state = state._replace(hyperparams={"lr": lr})
+        p = params
+        for k in range(3):
+            updates, state = opt.update(_grads(k), state, params=p, inplace=False)
+            p = torchopt_lite.apply_updates(p, updates, inplace=False)
+        return p["w"]
+
+    got = torch.func.vmap(run)(lrs)
+    for i, lr in enumerate(lrs):
+        torch.testing.assert_close(got[i], run(lr), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings(
+    "ignore:<class 'torch.autograd.function.Function'> should not be instantiated"
+    ":DeprecationWarning"
+)
+def test_compiled_step_matches_eager() -> None:
+    torch._dynamo.reset()
+    opt = inject_hyperparams(torchopt_lite.adamw)(lr=0.1, betas=(0.8, 0.99), weight_decay=0.1)
+    params = _params()
+    state = opt.init(params)
+
+    def step(params: Any, state: Any) -> Any:
+        updates, state = opt.update(_grads(0), state, params=params, inplace=False)
+        return torchopt_lite.apply_updates(params, updates, inplace=False), state
+
+    expected = step(params, state)
+    got = torch.compile(step, fullgraph=True, backend="aot_eager")(params, state)
+    for e, g in zip(optree.tree_leaves(expected), optree.tree_leaves(got), strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-14)
+
+
+def _ridge_problem() -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(20, 4, generator=gen, dtype=torch.float64)
+    y = torch.randn(20, generator=gen, dtype=torch.float64)
+    return x, y
+
+
+def test_implicit_gradient_of_weight_decay_through_the_optimizer_step() -> None:
+    """Implicit mode: the fixed point of an SGD step with weight decay l is the ridge solution
+    (X'X/n + l I) w = X'y/n; differentiate it in l through the step itself."""
+    x, y = _ridge_problem()
+    n = x.shape[0]
+
+    def step(w: Tensor, wd: Tensor) -> Tensor:
+        opt = inject_hyperparams(torchopt_lite.sgd)(lr=0.5, weight_decay=wd)
+        grad = x.T @ (x @ w - y) / n
+        updates, _ = opt.update(grad, opt.init(w), params=w, inplace=False)
+        return w + updates
+
+    @custom_fixed_point(
+        step, argnums=1, solve=torchopt_lite.linear_solve.solve_normal_cg(rtol=1e-12, maxiter=200)
+    )
+    def solve(w0: Tensor, wd: Tensor) -> Tensor:
+        w = w0
+        with torch.no_grad():
+            for _ in range(3000):
+                w = step(w, wd)
+        return w
+
+    wd = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    w = solve(torch.zeros(4, dtype=torch.float64), wd)
+    a = x.T @ x / n + wd.detach() * torch.eye(4, dtype=torch.float64)
+    w_star = torch.linalg.solve(a, x.T @ y / n)
+    torch.testing.assert_close(w.detach(), w_star, rtol=1e-9, atol=1e-11)
+    (got,) = torch.autograd.grad(w.sum(), wd)
+    expected = -torch.linalg.solve(a, w_star).sum()  # dw*/dl = -(A + l I)^{-1} w*
+    torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-10)
+
+
+def test_zero_order_gradient_of_the_learning_rate() -> None:
+    """Zero-order mode: an ES estimate of d loss / d lr through a 5-step loop run as a black box,
+    within 5 standard errors of the exact (unrolled) derivative."""
+    x, y = _ridge_problem()
+
+    def final_loss(lr: Tensor) -> Tensor:
+        opt = inject_hyperparams(torchopt_lite.sgd)(lr=lr, momentum=0.5)
+        w = torch.zeros(4, dtype=torch.float64)
+        state = opt.init(w)
+        for _ in range(5):
+            updates, state = opt.update(x.T @ (x @ w - y) / len(y), state, params=w, inplace=False)
+            w = w + updates
+        return ((x @ w - y) ** 2).mean()
+
+    lr = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
+    (exact,) = torch.autograd.grad(final_loss(lr), lr)
+    n, sigma = 2000, 1e-3
+    gen = torch.Generator().manual_seed(0)
+    estimator = zero_order(
+        torch.distributions.Normal(
+            torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+        ),
+        method="antithetic",
+        num_samples=n,
+        sigma=sigma,
+        generator=gen,
+    )(final_loss)
+    (estimate,) = torch.autograd.grad(estimator(lr), lr)
+    # antithetic on a nearly quadratic f: per-sample std of (f+ - f-) eps / 2 sigma ~ |f'| * 1
+    assert abs(estimate - exact) <= 5 * abs(exact) * 2**0.5 / n**0.5
+
+
+def test_errors() -> None:
+    with pytest.raises(ValueError, match=r"static_args \['nope'\]"):
+        inject_hyperparams(torchopt_lite.adam, static_args="nope")(lr=0.1)
+    with pytest.raises(TypeError, match=r"inject_hyperparams\(adam\)"):
+        inject_hyperparams(torchopt_lite.adam)(lr=0.1, learning_rate=0.1)
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        inject_hyperparams(torchopt_lite.adam)(lr=-1.0)
+    opt = inject_hyperparams(torchopt_lite.adam)(lr=0.1)
+    params = _params()
+    state = opt.init(params)
+    with pytest.raises(ValueError, match="expected InjectHyperparamsState"):
+        opt.update(_grads(0), state.inner_state, params=params)
+    broken = state._replace(hyperparams={})
+    with pytest.raises(ValueError, match=r"lacks \['lr'\]"):
+        opt.update(_grads(0), broken, params=params)
+    assert isinstance(state, InjectHyperparamsState)
+
+
+def test_state_survives_save_and_load(tmp_path: Any) -> None:
+    opt = inject_hyperparams(torchopt_lite.adam)(lr=0.1, betas=(0.9, 0.99))
+    state = opt.init(_params())
+    torch.save(state, tmp_path / "s.pt")
+    loaded = torch.load(tmp_path / "s.pt")
+    assert isinstance(loaded, InjectHyperparamsState)
+    torch.testing.assert_close(
+        loaded.hyperparams["betas"][1], torch.tensor(0.99, dtype=torch.float64)
+    )
