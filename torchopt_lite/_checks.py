@@ -106,3 +106,10 @@ def real_leaves_check(caller: str, why: str) -> Any:
             raise ValueError(REAL_LEAVES_ONLY.format(caller=caller, why=why))
 
     return check
+
+
+def reject_complex_leaves(caller: str, why: str, leaves: Any) -> None:
+    """Raise for complex ``leaves`` (in a stateless ``init``: the torch.optim-style
+    ``Optimizer`` trusts the state it built and skips the per-step check above)."""
+    if any(x.is_complex() for x in leaves):
+        raise ValueError(REAL_LEAVES_ONLY.format(caller=caller, why=why))
