@@ -34,8 +34,11 @@ class ScaleByNAdamState(NamedTuple):
 
 def _momentum(b1: float, momentum_decay: float, t: Tensor) -> Tensor:
     r""":math:`\mu_t = \beta_1 (1 - 0.96^{t\psi} / 2)`; :math:`\beta_1` for :math:`\psi=\infty`."""
+    if isinstance(momentum_decay, Tensor):  # injected: 0.96^inf = 0 gives b1 for t >= 1
+        decay = torch.where(torch.isinf(momentum_decay), 0.0, torch.pow(0.96, t * momentum_decay))
+        return b1 * (1.0 - 0.5 * decay)
     if math.isinf(momentum_decay):
-        return torch.full_like(t, b1)
+        return torch.zeros_like(t) + b1
     return b1 * (1.0 - 0.5 * torch.pow(0.96, t * momentum_decay))
 
 
