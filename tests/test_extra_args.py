@@ -124,3 +124,33 @@ def test_func_optimizer_passes_the_loss() -> None:
     loss = (params["w"] ** 2).sum() / 2  # 4.5, gradient 3
     new = opt.step(loss, params)
     torch.testing.assert_close(new["w"].detach(), torch.tensor([3.0 - 4.5 * 3.0]))
+
+
+def scale_by_extra(name: str) -> LeafwiseTransformation:
+    """A test transformation: ``u = extra * g`` for the extra argument ``name``."""
+
+    def update(g: list[torch.Tensor], state: Any, params: Any, ops: Any, **extra: Any) -> Any:
+        return ops.mul(g, extra[name]), state
+
+    return LeafwiseTransformation(Leafwise(lambda leaves: EmptyState(), update, extra_args=(name,)))
+
+
+def test_class_meta_and_func_steps_pass_other_extra_arguments() -> None:
+    """``step(..., factor=...)`` reaches a transformation that reads ``factor=``."""
+    opt = torchopt_lite.chain(scale_by_extra("factor"), torchopt_lite.sgd(1.0))
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    oop = torchopt_lite.Optimizer([w], opt)
+    w.grad = torch.ones(2)
+    oop.step(factor=0.5)
+    torch.testing.assert_close(w.detach(), torch.tensor([0.5, 1.5]))
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    meta = torchopt_lite.MetaOptimizer(net, opt)
+    meta.step(net.weight.sum(), factor=0.25)
+    torch.testing.assert_close(net.weight.detach(), torch.tensor([[0.75]]))
+
+    params = {"w": torch.tensor([1.0], requires_grad=True)}
+    new = torchopt_lite.FuncOptimizer(opt).step(params["w"].sum(), params, factor=2.0)
+    torch.testing.assert_close(new["w"].detach(), torch.tensor([-1.0]))

@@ -221,15 +221,19 @@ class Optimizer(torch.optim.Optimizer):
             return plan.init(params) if plan is not None else impl.init(list(params))
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one optimization step; ``closure`` re-evaluates the loss (returned)."""
+    def step(self, closure: Callable[[], Any] | None = None, **extra_args: Any) -> Any:
+        """Perform one optimization step; ``closure`` re-evaluates the loss (returned).
+
+        The closure's loss reaches the transformations that read it as ``value=`` (Polyak steps,
+        ``reduce_on_plateau``); ``extra_args`` reach those that read other extra arguments
+        (e.g. Sophia's ``obj_fn=``), as in ``update(..., **extra_args)``.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        # The loss reaches transformations that read it (Polyak steps, reduce_on_plateau).
         value = loss.detach() if isinstance(loss, Tensor) else loss
-        extra = {} if loss is None else {"value": value}
+        extra = dict(extra_args) if loss is None else {"value": value, **extra_args}
         for index, group in enumerate(self.param_groups):
             self._step_group(index, group, extra)
         return loss

@@ -43,8 +43,14 @@ class FuncOptimizer:
         self.inplace = bool(inplace)
         self.optim_state: Any = UninitializedState()
 
-    def step(self, loss: Tensor, params: Any, inplace: bool | None = None) -> Any:
-        """Return ``params`` after one step on ``loss`` (a scalar depending on ``params``)."""
+    def step(
+        self, loss: Tensor, params: Any, inplace: bool | None = None, **extra_args: Any
+    ) -> Any:
+        """Return ``params`` after one step on ``loss`` (a scalar depending on ``params``).
+
+        ``loss`` also reaches the transformations that read it as ``value=``; ``extra_args``
+        reach those that read other extra arguments (e.g. Sophia's ``obj_fn=``).
+        """
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             raise ValueError(
                 "FuncOptimizer.step: loss must be a scalar tensor; "
@@ -56,7 +62,7 @@ class FuncOptimizer:
             self.optim_state = self.impl.init(params)
         grads = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
         grads_tree = optree.tree_unflatten(spec, list(grads))
-        extra = extra_args_filter(self.impl.update)({"value": loss})
+        extra = extra_args_filter(self.impl.update)({"value": loss, **extra_args})
         updates, self.optim_state = self.impl.update(
             grads_tree, self.optim_state, params=params, inplace=inplace, **extra
         )

@@ -147,11 +147,13 @@ class MetaOptimizer:
         self._slots.extend(slots)
         self.state_groups.append(UninitializedState())
 
-    def step(self, loss: Tensor) -> None:
+    def step(self, loss: Tensor, **extra_args: Any) -> None:
         """Take one differentiable step of every parameter group on ``loss``.
 
         Args:
-            loss: a scalar tensor computed from the module's current parameters.
+            loss: a scalar tensor computed from the module's current parameters; it also
+                reaches the transformations that read the loss as ``value=``.
+            extra_args: other extra arguments of ``update`` (e.g. Sophia's ``obj_fn=``).
 
         Raises:
             TypeError: ``loss`` is not a tensor.
@@ -191,12 +193,14 @@ class MetaOptimizer:
             truncate = self._unrolled % self.truncate_every == 0
 
         if len(self._bounds) == 1:  # the usual case: no slicing and merging
-            new_flat, state = self._update_group(0, flat, grads, loss)
+            new_flat, state = self._update_group(0, flat, grads, {"value": loss, **extra_args})
             new_states = [state]
         else:
             new_flat, new_states = [], []
             for i, (start, stop) in enumerate(self._bounds):
-                new, state = self._update_group(i, flat[start:stop], grads[start:stop], loss)
+                new, state = self._update_group(
+                    i, flat[start:stop], grads[start:stop], {"value": loss, **extra_args}
+                )
                 new_flat += new
                 new_states.append(state)
         if truncate:
@@ -208,7 +212,7 @@ class MetaOptimizer:
         self.state_groups[:] = new_states
 
     def _update_group(
-        self, i: int, params: list[Tensor], grads: list[Tensor | None], loss: Tensor
+        self, i: int, params: list[Tensor], grads: list[Tensor | None], extra: dict[str, Any]
     ) -> tuple[list[Tensor], OptState]:
         """Group ``i``'s new parameters and state (nothing written)."""
         state = self.state_groups[i]
@@ -222,16 +226,16 @@ class MetaOptimizer:
                 state,
                 inplace=False,
                 caller="MetaOptimizer.step",
-                extra={"value": loss},
+                extra=extra,
             )
         if self._linear_scale is not None:  # already scale * g (see __init__); state constant
             if not check_leaves(grads, "gradients", "MetaOptimizer.step", sparse=True):
                 grads = densified(grads)  # plain SGD takes sparse gradients, as torch.optim's
             updates: Sequence[Tensor | None] = grads
         else:
-            extra = extra_args_filter(self.impl.update)({"value": loss})
+            picked = extra_args_filter(self.impl.update)(extra)
             updates, state = self.impl.update(
-                tuple(grads), state, params=tuple(params), inplace=False, **extra
+                tuple(grads), state, params=tuple(params), inplace=False, **picked
             )
         if all(u is not None for u in updates):
             return _dispatch.choose_ops(params, inplace=False).add(params, updates), state  # type: ignore[arg-type]
