@@ -32,6 +32,7 @@ FOUNDATION_MODULES = [
     "torchopt_lite.pytree",
     "torchopt_lite.typing",
     "torchopt_lite.accelerated_op",
+    "torchopt_lite.projections",
     # the differentiation modes, solvers, utilities and bridges
     "torchopt_lite.optim.meta",
     "torchopt_lite.diff.explicit",
@@ -49,6 +50,7 @@ EXAMPLE_PAGES = [
     "install",
     "quickstart",
     "optimizers",
+    "catalog",
     "transforms",
     "differences",
     "interop",

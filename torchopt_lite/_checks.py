@@ -37,6 +37,13 @@ def _readable(x: Tensor) -> bool:
     )
 
 
+def known_value(x: Any) -> float | None:
+    """``x`` as a float where reading it is free (a number, or a one-element tensor on the CPU
+    outside ``vmap`` and ``torch.compile``); ``None`` where it is unknown (taken as given)."""
+    v = _value(x)
+    return None if v is None or v is _UNREAD else v
+
+
 def check_nonnegative(caller: str, name: str, value: Any, *, what: str = "") -> None:
     """Raise ``ValueError`` unless ``value >= 0`` (schedules are checked when called)."""
     if callable(value):

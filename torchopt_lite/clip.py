@@ -21,7 +21,7 @@ def global_norm(ops: Ops, leaves: list[Tensor], norm_type: float) -> Tensor:
 
 
 def clip_grad_norm(
-    max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False
+    max_norm: float | Tensor, norm_type: float = 2.0, error_if_nonfinite: bool = False
 ) -> LeafwiseTransformation:
     r"""Scale all updates so that their global norm is at most ``max_norm``.
 
@@ -32,7 +32,7 @@ def clip_grad_norm(
     with ``inplace=False`` the result is differentiable through the norm.
 
     Args:
-        max_norm: the bound :math:`c \ge 0`.
+        max_norm: the bound :math:`c \ge 0`, a float or a 0-d tensor.
         norm_type: :math:`p` (``float('inf')`` for the max norm).
         error_if_nonfinite: raise ``RuntimeError`` if the norm is NaN or infinite.
 

@@ -89,3 +89,36 @@ def test_oop_defaults_reach_the_alias(cls: type, alias_name: str) -> None:
     for name, value in OOP_DEFAULTS[alias_name].items():
         assert opt.defaults[name] == value
         assert opt.param_groups[0][name] == value
+
+
+# -- the optimizers beyond TorchOpt's eight: the class is the alias's signature ------------------
+
+
+def _more() -> list[str]:
+    from tests.alias._breadth import CLASS_NAMES
+
+    return [a for a, c in CLASS_NAMES.items() if hasattr(torchopt_lite, c)]
+
+
+@pytest.mark.parametrize("alias_name", _more())
+def test_more_oop_and_meta_signatures_match_alias(alias_name: str) -> None:
+    """``Name(params, ...)`` takes the alias's parameters except ``moment_requires_grad``;
+    ``MetaName(module, ...)`` takes all of them with ``moment_requires_grad=True`` plus
+    ``first_order`` and ``truncate_every``."""
+    from tests.alias._breadth import CLASS_NAMES
+
+    alias_params = list(inspect.signature(getattr(torchopt_lite, alias_name)).parameters.values())
+    cls = getattr(torchopt_lite, CLASS_NAMES[alias_name])
+    got = list(inspect.signature(cls.__init__).parameters.values())[2:]
+    assert got == [p for p in alias_params if p.name != "moment_requires_grad"]
+    meta = getattr(torchopt_lite, "Meta" + CLASS_NAMES[alias_name])
+    got = list(inspect.signature(meta.__init__).parameters.values())[2:]
+    expected = [
+        p.replace(default=True) if p.name == "moment_requires_grad" else p for p in alias_params
+    ]
+    kw = inspect.Parameter.KEYWORD_ONLY
+    expected += [
+        inspect.Parameter("first_order", kw, default=False, annotation="bool"),
+        inspect.Parameter("truncate_every", kw, default=None, annotation="int | None"),
+    ]
+    assert got == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -13,9 +14,16 @@ from torch import Tensor
 import torchopt_lite
 from tests.alias._breadth import ALL as BREADTH
 from tests.alias._registry import CASES
+from torchopt_lite.base import GradientTransformation
+from torchopt_lite.clip import clip_grad_norm
 from torchopt_lite.diff.implicit import custom_fixed_point
 from torchopt_lite.diff.zero_order import zero_order
+from torchopt_lite.transform import clipping
+from torchopt_lite.transform.adaptive_grad_clip import adaptive_grad_clip
+from torchopt_lite.transform.ema import ema
 from torchopt_lite.transform.inject_hyperparams import InjectHyperparamsState, inject_hyperparams
+from torchopt_lite.transform.lookahead import lookahead
+from torchopt_lite.transform.normalize_by_update_norm import normalize_by_update_norm
 
 
 def _numeric(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -35,17 +43,46 @@ def _probe_ok(value: Any) -> bool:
     return all(1e-3 <= abs(v) < math.inf for v in values)
 
 
-INJECTABLE = [
-    (c.alias, c.kwargs, c.id)
-    for c in [*CASES, *BREADTH]
-    if _numeric(c.kwargs) and not getattr(c, "needs_value", False)
-]
-
-
 def _alias(name: str) -> Any:
     return getattr(torchopt_lite, name, None) or getattr(
         __import__(f"torchopt_lite.alias.{name}", fromlist=[name]), name
     )
+
+
+def _float_defaults(alias: str) -> dict[str, Any]:
+    """The alias's float (and tuple-of-float) defaults, so that every one of them is injected."""
+    try:
+        signature = inspect.signature(_alias(alias))
+    except (ImportError, AttributeError):  # a module being written: its test fails, not all
+        return {}
+    out = {}
+    for name, p in signature.parameters.items():
+        if name in NOT_INJECTED.get(alias, ()):
+            continue
+        out.update(_numeric({name: p.default}))
+    return out
+
+
+# Float hyperparameters that stay Python numbers, alias -> names (each with its reason); every
+# other float argument of every alias, defaults included, is injected as a 0-d tensor below.
+# Empty: every alias takes a tensor for each of its float hyperparameters.
+NOT_INJECTED: dict[str, tuple[str, ...]] = {}
+
+
+# Values held fixed in the gradient check: a finite-difference probe would cross their bound.
+AT_A_BOUND = {("adafactor", "d", 1.0)}  # d >= 1 (and u / max(1, RMS(u) / d) has a kink there)
+
+
+def _injected_kwargs(alias: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The case's kwargs with every float default made explicit (so inject_hyperparams sees it)."""
+    return {**_float_defaults(alias), **kwargs}
+
+
+INJECTABLE = [
+    (c.alias, _injected_kwargs(c.alias, c.kwargs), c.id, getattr(c, "needs_value", False))
+    for c in [*CASES, *BREADTH]
+    if _numeric(_injected_kwargs(c.alias, c.kwargs))
+]
 
 
 def _params(seed: int = 0) -> dict[str, Tensor]:
@@ -63,12 +100,20 @@ def _grads(k: int) -> dict[str, Tensor]:
     return optree.tree_map(lambda p: torch.sin(p * (k + 1)) + 0.1 * k, _SOURCE)
 
 
-def _run(opt: Any, steps: int, inplace: bool, params: Any = None) -> list[Any]:
+def _value(params: Any) -> Tensor:
+    """A loss for the transformations that read one (``value=``): any function of params."""
+    return 1.0 + 0.5 * sum((p * p).sum() for p in optree.tree_leaves(params))
+
+
+def _run(
+    opt: Any, steps: int, inplace: bool, params: Any = None, needs_value: bool = False
+) -> list[Any]:
     params = _params() if params is None else params
     state = opt.init(params)
     out = []
     for k in range(steps):
-        updates, state = opt.update(_grads(k), state, params=params, inplace=inplace)
+        extra = {"value": _value(params)} if needs_value else {}
+        updates, state = opt.update(_grads(k), state, params=params, inplace=inplace, **extra)
         params = torchopt_lite.apply_updates(params, updates, inplace=inplace)
         out.append(optree.tree_map(torch.clone, params))
     return out
@@ -81,13 +126,112 @@ def _as_tensors(values: dict[str, Any], requires_grad: bool = False) -> dict[str
     return {k: tuple(map(one, v)) if isinstance(v, tuple) else one(v) for k, v in values.items()}
 
 
+_INJECTABLE_ARGS = {
+    "argnames": ("alias", "kwargs", "needs_value"),
+    "argvalues": [(c[0], c[1], c[3]) for c in INJECTABLE],
+    "ids": [c[2] for c in INJECTABLE],
+}
+
+
 @pytest.mark.parametrize("inplace", [True, False], ids=["inplace", "pure"])
-@pytest.mark.parametrize(
-    ("alias", "kwargs"), [c[:2] for c in INJECTABLE], ids=[c[2] for c in INJECTABLE]
-)
-def test_injected_steps_equal_the_alias(alias: str, kwargs: dict, inplace: bool) -> None:
+@pytest.mark.parametrize(**_INJECTABLE_ARGS)
+def test_injected_steps_equal_the_alias(
+    alias: str, kwargs: dict, needs_value: bool, inplace: bool
+) -> None:
     """Numbers injected as state tensors change nothing: the same trajectory as the alias."""
     factory = _alias(alias)
+    expected = _run(factory(**kwargs), 5, inplace, needs_value=needs_value)
+    got = _run(inject_hyperparams(factory)(**kwargs), 5, inplace, needs_value=needs_value)
+    for e, g in zip(expected, got, strict=True):
+        for x, y in zip(optree.tree_leaves(e), optree.tree_leaves(g), strict=True):
+            torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(**_INJECTABLE_ARGS)
+def test_gradcheck_through_hyperparameters(alias: str, kwargs: dict, needs_value: bool) -> None:
+    """Params after two out-of-place steps are differentiable in every injected value."""
+    # eps-sized values are held fixed: a finite-difference probe of 1e-6 would make them < 0
+    numeric = _numeric(kwargs)
+    numeric = {k: v for k, v in numeric.items() if _probe_ok(v) and (alias, k, v) not in AT_A_BOUND}
+    names = list(numeric)
+    flat0, spec = optree.tree_flatten(_as_tensors(numeric))
+
+    def two_steps(*flat: Tensor) -> tuple[Tensor, ...]:
+        hyper = optree.tree_unflatten(spec, list(flat))
+        opt = inject_hyperparams(_alias(alias))(**{**kwargs, **hyper})
+        (last,) = _run(opt, 2, inplace=False, needs_value=needs_value)[-1:]
+        return tuple(optree.tree_leaves(last))
+
+    inputs = tuple(x.clone().requires_grad_(True) for x in flat0)
+    if not names:
+        pytest.skip("no hyperparameter of this case is large enough to probe")
+    assert torch.autograd.gradcheck(two_steps, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(**_INJECTABLE_ARGS)
+def test_no_host_reads_of_injected_values(alias: str, kwargs: dict, needs_value: bool) -> None:
+    """vmap over the injected values (as many ``torch.func`` users batch hyperparameters): a
+    host read (``float``, ``bool``, ``.item()``, a Python ``if``) of one raises under vmap, and
+    each batch entry equals the run with its values."""
+    numeric = _numeric(kwargs)
+    flat, spec = optree.tree_flatten(_as_tensors(numeric))
+    batched = [torch.stack([x, x]) for x in flat]  # the same value twice: a valid batch
+    params = _params()
+
+    def final(*values: Tensor) -> tuple[Tensor, ...]:
+        hyper = optree.tree_unflatten(spec, list(values))
+        opt = inject_hyperparams(_alias(alias))(**{**kwargs, **hyper})
+        (last,) = _run(opt, 2, inplace=False, params=params, needs_value=needs_value)[-1:]
+        return tuple(optree.tree_leaves(last))
+
+    got = torch.func.vmap(final)(*batched)
+    expected = final(*flat)
+    for x, y in zip(expected, got, strict=True):
+        torch.testing.assert_close(y[0], x, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(y[1], x, rtol=1e-12, atol=1e-14)
+
+
+# -- transformations with hyperparameters (not aliases) -------------------------------------------
+
+
+def _lookahead_sgd(
+    sync_period: int = 2, slow_step_size: float = 0.5, fast_lr: float = 0.1
+) -> GradientTransformation:
+    """Lookahead around an inner SGD (whose lr is injected too)."""
+    return lookahead(torchopt_lite.sgd(fast_lr), sync_period, slow_step_size)
+
+
+TRANSFORMS: list[tuple[str, Any, dict[str, Any]]] = [
+    ("clip_grad_norm", clip_grad_norm, {"max_norm": 0.5}),
+    ("clip_by_global_norm", clipping.clip_by_global_norm, {"max_norm": 0.5}),
+    ("clip", clipping.clip, {"max_delta": 0.3}),
+    ("clip_by_block_rms", clipping.clip_by_block_rms, {"threshold": 0.3}),
+    ("adaptive_grad_clip", adaptive_grad_clip, {"clipping": 0.1, "eps": 1e-2}),
+    ("ema", ema, {"decay": 0.8}),
+    ("ema-no-debias", ema, {"decay": 0.8, "debias": False}),
+    ("lookahead", _lookahead_sgd, {"slow_step_size": 0.5, "fast_lr": 0.1}),
+    ("normalize_by_update_norm", normalize_by_update_norm, {"scale_factor": 0.5, "eps": 1e-2}),
+]
+# clip_grad_norm's norm_type stays a number: it picks the norm (inf: the max norm), a code path.
+_TRANSFORM_STATIC = {"clip_grad_norm": ("norm_type",)}
+
+
+def _transform_kwargs(name: str, factory: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with every float default made explicit (each one is injected)."""
+    out = {}
+    for arg, p in inspect.signature(factory).parameters.items():
+        if arg not in _TRANSFORM_STATIC.get(name, ()):
+            out.update(_numeric({arg: p.default}))
+    return {**out, **kwargs}
+
+
+@pytest.mark.parametrize("inplace", [True, False], ids=["inplace", "pure"])
+@pytest.mark.parametrize(
+    ("factory", "kwargs"), [t[1:] for t in TRANSFORMS], ids=[t[0] for t in TRANSFORMS]
+)
+def test_injected_transform_equals_the_transform(factory: Any, kwargs: dict, inplace: bool) -> None:
+    name = next(t[0] for t in TRANSFORMS if t[1] is factory)
+    kwargs = _transform_kwargs(name, factory, kwargs)
     expected = _run(factory(**kwargs), 5, inplace)
     got = _run(inject_hyperparams(factory)(**kwargs), 5, inplace)
     for e, g in zip(expected, got, strict=True):
@@ -95,27 +239,26 @@ def test_injected_steps_equal_the_alias(alias: str, kwargs: dict, inplace: bool)
             torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize(
-    ("alias", "kwargs"), [c[:2] for c in INJECTABLE], ids=[c[2] for c in INJECTABLE]
-)
-def test_gradcheck_through_hyperparameters(alias: str, kwargs: dict) -> None:
-    """Params after two out-of-place steps are differentiable in every injected value."""
-    # eps-sized values are held fixed: a finite-difference probe of 1e-6 would make them < 0
+@pytest.mark.parametrize(("name", "factory", "kwargs"), TRANSFORMS, ids=[t[0] for t in TRANSFORMS])
+def test_gradcheck_through_transform_hyperparameters(name: str, factory: Any, kwargs: dict) -> None:
+    """Two out-of-place steps are differentiable in each injected value (vmap-safe as well)."""
+    kwargs = _transform_kwargs(name, factory, kwargs)
     numeric = _numeric(kwargs)
-    numeric = {k: v for k, v in numeric.items() if _probe_ok(v)}
-    names = list(numeric)
     flat0, spec = optree.tree_flatten(_as_tensors(numeric))
+    params = _params()
 
     def two_steps(*flat: Tensor) -> tuple[Tensor, ...]:
         hyper = optree.tree_unflatten(spec, list(flat))
-        opt = inject_hyperparams(_alias(alias))(**{**kwargs, **hyper})
-        (last,) = _run(opt, 2, inplace=False)[-1:]
+        opt = inject_hyperparams(factory)(**{**kwargs, **hyper})
+        (last,) = _run(opt, 2, inplace=False, params=params)[-1:]
         return tuple(optree.tree_leaves(last))
 
     inputs = tuple(x.clone().requires_grad_(True) for x in flat0)
-    if not names:
-        pytest.skip("no hyperparameter of this case is large enough to probe")
     assert torch.autograd.gradcheck(two_steps, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
+    # no host read of an injected value: each entry of a vmapped batch is its own run
+    got = torch.func.vmap(two_steps)(*(torch.stack([x, x]) for x in flat0))
+    for x, y in zip(two_steps(*flat0), got, strict=True):
+        torch.testing.assert_close(y[1], x, rtol=1e-12, atol=1e-14)
 
 
 def test_schedule_is_evaluated_on_the_count() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from torchopt_lite._checks import check_nonnegative
@@ -24,8 +25,8 @@ def fromage(lr: float = 1e-2, min_norm: float = 1e-6) -> ChainedGradientTransfor
         \qquad u_t = \theta_t - \theta_{t-1}.
 
     Args:
-        lr: step size :math:`\alpha`, a float (the shrink :math:`1/\sqrt{1+\alpha^2}` is fixed
-            at construction).
+        lr: step size :math:`\alpha`, a float or a 0-d tensor (the shrink
+            :math:`1/\sqrt{1+\alpha^2}` is fixed at construction, so not a schedule).
         min_norm: :math:`n_0`, the floor of both norms.
 
     Example:
@@ -40,17 +41,19 @@ def fromage(lr: float = 1e-2, min_norm: float = 1e-6) -> ChainedGradientTransfor
 
     Note:
         ``optax.fromage``'s math (there is no ``torch.optim`` Fromage); Optax requires
-        ``learning_rate`` and also takes a schedule, here ``lr`` is a float. Norms are per
-        leaf; a complex leaf's norm is its complex 2-norm. Needs ``params`` in ``update``.
+        ``learning_rate`` and also takes a schedule, here ``lr`` is a float or a 0-d
+        tensor. Norms are per leaf; a complex leaf's norm is its complex 2-norm. Needs
+        ``params`` in ``update``.
     """
-    if isinstance(lr, Tensor) or callable(lr):
+    if callable(lr):
         raise TypeError(
-            f"fromage: lr must be a float (the shrink 1/sqrt(1 + lr**2) is fixed when the "
-            f"optimizer is built); got {type(lr).__name__}."
+            f"fromage: lr must be a float or a 0-d tensor (the shrink 1/sqrt(1 + lr**2) is "
+            f"fixed when the optimizer is built); got {type(lr).__name__}."
         )
     check_nonnegative("fromage", "lr", lr, what="learning rate")
     check_nonnegative("fromage", "min_norm", min_norm)
-    mult = 1.0 / math.sqrt(1.0 + float(lr) ** 2)
+    # a tensor lr (injected or learned) keeps the shrink in the graph, without a host read
+    mult = torch.rsqrt(1.0 + lr * lr) if isinstance(lr, Tensor) else 1.0 / math.sqrt(1.0 + lr**2)
     return ChainedGradientTransformation(
         scale_by_trust_ratio(min_norm=min_norm),
         scale_by_neg_lr(lr * mult),

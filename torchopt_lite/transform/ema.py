@@ -30,7 +30,7 @@ def ema(decay: float, debias: bool = True) -> LeafwiseTransformation:
         u_t \leftarrow m_t / (1 - \beta^t) \ \text{(debiased)} \ \text{or} \ m_t.
 
     Args:
-        decay: :math:`\beta \in [0, 1)`.
+        decay: :math:`\beta \in [0, 1)`, a float or a 0-d tensor.
         debias: divide by :math:`1 - \beta^t` (the average of a constant is that constant).
 
     Returns:

@@ -8,7 +8,7 @@ import optree
 import torch
 from torch import Tensor
 
-from torchopt_lite._checks import check_in_range
+from torchopt_lite._checks import check_in_range, coefficient
 from torchopt_lite._dispatch._boundary import PARAMS_REQUIRED, flatten, flatten_tensors
 from torchopt_lite._moments import zero_count
 from torchopt_lite.base import GradientTransformation, extra_args_filter, register_state_type
@@ -33,7 +33,7 @@ class LookaheadState(NamedTuple):
 def lookahead(
     fast_optimizer: GradientTransformation,
     sync_period: int,
-    slow_step_size: float,
+    slow_step_size: float | Tensor,
     reset_state: bool = False,
 ) -> GradientTransformation:
     r"""Lookahead: the fast optimizer steps; every ``sync_period`` steps the weights move back.
@@ -50,7 +50,8 @@ def lookahead(
     Args:
         fast_optimizer: the inner optimizer.
         sync_period: :math:`k \ge 1`, fast steps between synchronisations.
-        slow_step_size: :math:`\alpha \in [0, 1]`.
+        slow_step_size: :math:`\alpha \in [0, 1]`, a float or a 0-d tensor (injected or
+            learned: the steps are differentiable in it).
         reset_state: re-``init`` the fast optimizer's state at each synchronisation.
 
     Returns:
@@ -91,7 +92,7 @@ def lookahead(
         )
     check_positive_int("lookahead", "sync_period", sync_period)
     check_in_range("lookahead", "slow_step_size", slow_step_size, 0.0, 1.0, closed_high=True)
-    alpha = float(slow_step_size)
+    alpha = coefficient(slow_step_size)  # a tensor (injected, learned) stays in the graph
 
     def init_fn(params: Any) -> LookaheadState:
         leaves, _ = flatten_tensors(params, "params", "lookahead")

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from torchopt_lite import _kinds
 from torchopt_lite._checks import check_nonnegative
 from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._moments import coefficient_dtype, next_count, zero_count, zeros_like_leaves
@@ -54,7 +55,7 @@ def scale_by_asgd(
         rate = lr(state.count) if callable(lr) else lr
         eta = rate / torch.pow(1.0 + lambd * rate * t, alpha)
         mu = 1.0 / torch.clamp(t - t0, min=1.0)
-        u = ops.add(g, params, alpha=lambd) if lambd else g
+        u = g if _kinds.is_zero(lambd) else ops.add(g, params, alpha=lambd)
         u = ops.mul(u, -eta)
         step = ops.add(ops.fresh.add(params, u), list(state.ax), alpha=-1.0)  # theta_t - ax
         ax = ops.add(list(state.ax), ops.mul(step, mu))

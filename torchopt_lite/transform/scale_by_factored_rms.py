@@ -8,7 +8,12 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from torchopt_lite._checks import check_nonnegative, real_leaves_check, reject_complex_leaves
+from torchopt_lite._checks import (
+    check_nonnegative,
+    known_value,
+    real_leaves_check,
+    reject_complex_leaves,
+)
 from torchopt_lite._dispatch import Facts, Leafwise
 from torchopt_lite._moments import coefficient_dtype, next_count, zero_count
 from torchopt_lite._ops import Ops
@@ -62,11 +67,12 @@ def scale_by_factored_rms(
     ``eps`` (:math:`\epsilon_1`) ``None`` is each leaf's ``torch.finfo(dtype).eps``. Complex
     leaves are rejected (``ValueError``).
     """
-    if not beta2_decay <= 0.0:
+    decay, ratio = known_value(beta2_decay), known_value(d)  # a tensor: checked if free to read
+    if decay is not None and not decay <= 0.0:
         raise ValueError(f"scale_by_factored_rms: beta2_decay must be <= 0; got {beta2_decay}.")
     if eps is not None:
         check_nonnegative("scale_by_factored_rms", "eps", eps, what="epsilon")
-    if not d >= 1.0:
+    if ratio is not None and not ratio >= 1.0:
         raise ValueError(f"scale_by_factored_rms: d must be >= 1; got {d}.")
 
     def init(leaves: Any) -> ScaleByFactoredRmsState:

@@ -9,7 +9,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from torchopt_lite._checks import REAL_LEAVES_ONLY, check_betas, check_nonnegative
+from torchopt_lite import _kinds
+from torchopt_lite._checks import (
+    REAL_LEAVES_ONLY,
+    check_betas,
+    check_nonnegative,
+    coefficient,
+)
 from torchopt_lite._dispatch import Facts, Leafwise, state_check
 from torchopt_lite._moments import adam_direction, ema, ema_sq, next_count, zero_count
 from torchopt_lite._ops import Ops
@@ -66,8 +72,13 @@ def newton_schulz(
         batch = batch / norm.clamp(min=eps)
         for _ in range(steps):
             gram = batch @ batch.mT
-            poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
-            batch = torch.baddbmm(batch, poly, batch, beta=a)
+            if isinstance(a, Tensor) or isinstance(b, Tensor) or isinstance(c, Tensor):
+                # tensor coefficients (injected or learned): the same sums, in the graph
+                poly = b * gram + c * (gram @ gram)
+                batch = a * batch + poly @ batch
+            else:
+                poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
+                batch = torch.baddbmm(batch, poly, batch, beta=a)
         for k, (i, t) in enumerate(zip(index, tall, strict=True)):
             o = batch[k].mT if t else batch[k]
             out[i] = o.to(xs[i].dtype)
@@ -127,7 +138,11 @@ def validate(
             f"{caller}: ns_coefficients must be a tuple (a, b, c) of three floats; "
             f"got {ns_coefficients!r}."
         )
-    coefficients = (float(ns_coefficients[0]), float(ns_coefficients[1]), float(ns_coefficients[2]))
+    coefficients = (
+        coefficient(ns_coefficients[0]),
+        coefficient(ns_coefficients[1]),
+        coefficient(ns_coefficients[2]),
+    )
     if isinstance(ns_steps, bool) or not isinstance(ns_steps, int):
         raise TypeError(f"{caller}: ns_steps must be an int; got {type(ns_steps).__name__}.")
     if not 0 <= ns_steps < 100:
@@ -202,7 +217,7 @@ def scale_by_muon(
             target = ops.lerp(gm, buf, momentum) if nesterov else buf
             o = newton_schulz(target, coefficients, ns_steps, eps, ns_dtype)
             u = ops.mul(o, [shape_ratio(x.shape, adjust_lr_fn) for x in gm])
-            if weight_decay:
+            if not _kinds.is_zero(weight_decay):
                 u = ops.add(u, [params[i] for i in matrices], alpha=weight_decay)
             for k, i in enumerate(matrices):
                 mu[i], out[i] = buf[k], u[k]
@@ -211,7 +226,7 @@ def scale_by_muon(
             m, v = ema(ops, [mu[i] for i in others], go, b1), [nu[i] for i in others]
             v = ema_sq(ops, v, go, b2)
             u = adam_direction(ops, go, m, v, count, b1, b2, adam_eps, 0.0)
-            if adam_weight_decay:
+            if not _kinds.is_zero(adam_weight_decay):
                 u = ops.add(u, [params[i] for i in others], alpha=adam_weight_decay)
             for k, i in enumerate(others):
                 mu[i], nu[i], out[i] = m[k], v[k], u[k]
@@ -228,5 +243,6 @@ def scale_by_muon(
                 "state returned by this optimizer's init()."
             )
 
-    reads = caller if weight_decay or adam_weight_decay else ""
+    decays = not (_kinds.is_zero(weight_decay) and _kinds.is_zero(adam_weight_decay))
+    reads = caller if decays else ""
     return LeafwiseTransformation(Leafwise(init, update, check=check, needs_params=reads))

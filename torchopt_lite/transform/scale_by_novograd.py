@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
+from torchopt_lite import _kinds
 from torchopt_lite._checks import check_in_range, check_nonnegative
 from torchopt_lite._dispatch import Facts, Leafwise, state_check
 from torchopt_lite._moments import coefficient_dtype, next_count, zero_count, zeros_like_leaves
@@ -69,7 +70,7 @@ def scale_by_novograd(
         nu = ops.add(ops.mul(list(state.nu), decay), ops.mul(sq, 1.0 - decay))
         denom = ops.add_scalar(ops.sqrt(ops.fresh.add_scalar(nu, eps_root)), eps)
         r = ops.div(g, denom)
-        if weight_decay != 0.0:
+        if not _kinds.is_zero(weight_decay):
             r = ops.add(r, params, alpha=weight_decay)
         mu = ops.add(ops.mul(list(state.mu), b1), r)
         u = ops.copy(r, mu)
@@ -87,5 +88,5 @@ def scale_by_novograd(
                 "the state returned by this optimizer's init()."
             )
 
-    reads = "scale_by_novograd" if weight_decay != 0.0 else ""
+    reads = "" if _kinds.is_zero(weight_decay) else "scale_by_novograd"
     return LeafwiseTransformation(Leafwise(init, update, check=check, needs_params=reads))

@@ -8,11 +8,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from torchopt_lite import _kinds
 from torchopt_lite._checks import (
     check_betas,
     check_in_range,
     check_nonnegative,
     check_positive_value,
+    coefficient,
 )
 from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._moments import (
@@ -66,7 +68,14 @@ def validate(
     check_positive_value(caller, "estim_lr0", estim_lr0)
     check_nonnegative(caller, "estim_lr_coef", estim_lr_coef)
     check_nonnegative(caller, "weight_decay", weight_decay, what="weight_decay")
-    return b1, b2, float(b3)
+    return b1, b2, coefficient(b3)
+
+
+def _filled(value: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A fresh 0-d ``dtype`` tensor holding ``value`` (a number, or a tensor kept in the graph)."""
+    if isinstance(value, Tensor):
+        return value.to(dtype=dtype, device=device).clone()
+    return torch.full((), value, dtype=dtype, device=device)
 
 
 def _vdot(xs: Sequence[Tensor], ys: Sequence[Tensor], dtype: torch.dtype) -> Tensor:
@@ -102,7 +111,7 @@ def scale_by_prodigy(
             nu=zeros_like_leaves(leaves, moment_requires_grad),
             grad_sum=zeros_like_leaves(leaves, moment_requires_grad),
             params0=tuple(x.clone() for x in leaves),
-            estim_lr=torch.full((), estim_lr0, dtype=dtype, device=count.device),
+            estim_lr=_filled(estim_lr0, dtype, count.device),
             numerator=torch.zeros((), dtype=dtype, device=count.device),
             count=count,
         )
@@ -128,7 +137,7 @@ def scale_by_prodigy(
         d_new = torch.maximum(d, torch.where(positive, estimate, d))
         denom = ops.add_scalar(ops.fresh.sqrt(nu), d_new * eps)
         u = ops.div(ops.copy(dg, mu), denom)
-        if weight_decay:
+        if not _kinds.is_zero(weight_decay):
             u = ops.add(u, params, alpha=weight_decay)
         u = ops.mul(u, -dlr)
         new = ScaleByProdigyState(

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from torchopt_lite import _kinds
 from torchopt_lite._checks import check_nonnegative
 from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._moments import coefficient_dtype, next_count, zero_count
@@ -58,7 +59,7 @@ def scale_by_relative_step(
         ]
         step = [(r.clamp(min=eps) * rho).to(x.dtype) for r, x in zip(rms, g, strict=True)]
         u = ops.mul(g, step)
-        if weight_decay != 0.0:
+        if not _kinds.is_zero(weight_decay):
             u = ops.add(u, ops.fresh.mul(list(params), gamma * weight_decay))
         return u, ScaleByRelativeStepState(count=count)
 

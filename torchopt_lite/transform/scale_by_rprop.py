@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from torchopt_lite._checks import coefficient, known_value
 from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._moments import full_like_leaves, zeros_like_leaves
 from torchopt_lite._ops import Ops
@@ -37,11 +38,17 @@ def check_rprop(
         raise TypeError(f"{caller}: etas must be a pair (etaminus, etaplus); got {etas!r}.")
     if not isinstance(step_sizes, tuple | list) or len(step_sizes) != 2:
         raise TypeError(f"{caller}: step_sizes must be a pair (min, max); got {step_sizes!r}.")
-    eta_minus, eta_plus = float(etas[0]), float(etas[1])
-    if not 0.0 < eta_minus < 1.0 < eta_plus:
+    eta_minus, eta_plus = coefficient(etas[0]), coefficient(etas[1])
+    values = (*etas, *step_sizes)
+    if any(isinstance(x, bool) or not isinstance(x, int | float | Tensor) for x in values):
+        raise TypeError(
+            f"{caller}: etas and step_sizes must hold floats; got {etas!r}, {step_sizes!r}."
+        )
+    e0, e1, s0, s1 = (known_value(x) for x in values)  # None: a tensor taken as given
+    if e0 is not None and e1 is not None and not 0.0 < e0 < 1.0 < e1:
         raise ValueError(INVALID_ETAS.format(caller=caller, etas=tuple(etas)))
-    low, high = float(step_sizes[0]), float(step_sizes[1])
-    if not 0.0 <= low <= high:
+    low, high = coefficient(step_sizes[0]), coefficient(step_sizes[1])
+    if s0 is not None and s1 is not None and not 0.0 <= s0 <= s1:
         raise ValueError(INVALID_STEP_SIZES.format(caller=caller, step_sizes=tuple(step_sizes)))
     return eta_minus, eta_plus, low, high
 
@@ -81,7 +88,7 @@ def scale_by_rprop(
         if isinstance(lr, Tensor):  # a learnable initial step size: keep the graph
             step = tuple(x * lr for x in full_like_leaves(leaves, 1.0))
         else:
-            step = full_like_leaves(leaves, float(lr))
+            step = full_like_leaves(leaves, lr)
         return ScaleByRpropState(prev=zeros_like_leaves(leaves), step_size=step)
 
     def update(

@@ -8,6 +8,7 @@ import optree
 import torch
 from torch import Tensor
 
+from torchopt_lite import _kinds
 from torchopt_lite._checks import check_in_range, check_nonnegative, check_positive_value
 from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._dispatch._boundary import flatten
@@ -71,6 +72,13 @@ def validate(
     check_nonnegative(caller, "eps", eps, what="epsilon")
 
 
+def _filled(value: Any, like: Tensor) -> Tensor:
+    """A fresh 0-d tensor like ``like`` holding ``value`` (a number, or a tensor in the graph)."""
+    if isinstance(value, Tensor):
+        return value.to(dtype=like.dtype, device=like.device).clone()
+    return torch.full_like(like, value)
+
+
 def scale_by_schedule_free(
     lr: ScalarOrSchedule = 1.0,
     warmup_steps: int | None = None,
@@ -97,7 +105,7 @@ def scale_by_schedule_free(
         return ScheduleFreeState(
             z=tuple(x.clone() for x in leaves),
             nu=nu,
-            b1=torch.full_like(zero, b1),
+            b1=_filled(b1, zero),
             weight_sum=zero,
             max_lr=zero.clone(),
             count=count,
@@ -127,7 +135,7 @@ def scale_by_schedule_free(
             g = ops.div(
                 g, rsqrt_denominator(ops, nu, eps, bias_correction=bias_correction(b2, count))
             )
-        if weight_decay:
+        if not _kinds.is_zero(weight_decay):
             g = ops.add(g, y, alpha=weight_decay)
         step = ops.mul(g, rate)  # gamma_t d_t
         z = ops.add(list(state.z), step, alpha=-1.0)

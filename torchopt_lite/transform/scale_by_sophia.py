@@ -9,7 +9,7 @@ import optree
 import torch
 from torch import Tensor
 
-from torchopt_lite._checks import check_in_range, check_nonnegative
+from torchopt_lite._checks import check_in_range, check_nonnegative, known_value
 from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._dispatch._boundary import traced
 from torchopt_lite._moments import bias_correction, ema, next_count, zero_moments
@@ -118,7 +118,8 @@ def scale_by_sophia(
     check_in_range("scale_by_sophia", "b2", b2, 0.0, 1.0)
     check_nonnegative("scale_by_sophia", "eps", eps, what="epsilon")
     check_nonnegative("scale_by_sophia", "gamma", gamma)
-    if clip_threshold is not None and not clip_threshold > 0:
+    threshold = None if clip_threshold is None else known_value(clip_threshold)
+    if threshold is not None and not threshold > 0:
         raise ValueError(f"scale_by_sophia: clip_threshold must be > 0; got {clip_threshold}.")
     if isinstance(update_interval, bool) or not isinstance(update_interval, int):
         raise TypeError(

@@ -28,8 +28,8 @@ def trust_ratios(
     """
     p_norm = torch.stack(ops.norms(params, 2)) if params else torch.zeros(0)
     u_norm = torch.stack(ops.norms(g, 2)) if g else torch.zeros(0)
-    if min_norm > 0.0:
-        p_norm, u_norm = p_norm.clamp(min=min_norm), u_norm.clamp(min=min_norm)
+    if isinstance(min_norm, Tensor) or min_norm > 0.0:  # a tensor: clamp, no host read
+        p_norm, u_norm = torch.clamp(p_norm, min=min_norm), torch.clamp(u_norm, min=min_norm)
     zero = (p_norm == 0.0) | (u_norm == 0.0)
     safe = torch.where(zero, torch.ones_like(u_norm), u_norm + eps)
     ratio = torch.where(zero, torch.ones_like(p_norm), trust_coefficient * p_norm / safe)

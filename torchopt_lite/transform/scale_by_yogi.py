@@ -6,7 +6,12 @@ from typing import Any, NamedTuple
 
 from torch import Tensor
 
-from torchopt_lite._checks import check_in_range, check_nonnegative, check_positive_value
+from torchopt_lite._checks import (
+    check_in_range,
+    check_nonnegative,
+    check_positive_value,
+    coefficient,
+)
 from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._moments import adam_direction, ema, full_like_leaves, next_count, zero_count
 from torchopt_lite._ops import Ops
@@ -42,13 +47,14 @@ def scale_by_yogi(
     check_nonnegative("scale_by_yogi", "eps", eps, what="epsilon")
     check_nonnegative("scale_by_yogi", "eps_root", eps_root, what="epsilon")
     check_positive_value("scale_by_yogi", "initial_accumulator_value", initial_accumulator_value)
-    v0 = float(initial_accumulator_value)
+    v0 = coefficient(initial_accumulator_value)
 
     def init(leaves: Any) -> ScaleByYogiState:
         def filled() -> tuple[Tensor, ...]:
-            return tuple(
-                x.requires_grad_(moment_requires_grad) for x in full_like_leaves(leaves, v0)
-            )
+            values = full_like_leaves(leaves, v0)
+            if not moment_requires_grad:  # (requires_grad_ is refused under torch.func)
+                return values
+            return tuple(x.requires_grad_() for x in values)
 
         return ScaleByYogiState(filled(), filled(), zero_count(leaves))
 

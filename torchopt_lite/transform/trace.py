@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from torchopt_lite import _kinds
-from torchopt_lite._checks import check_nonnegative
+from torchopt_lite._checks import check_nonnegative, known_value
 from torchopt_lite._dispatch import Leafwise, state_check
 from torchopt_lite._moments import coefficient_dtype, next_count, zero_count, zeros_like_leaves
 from torchopt_lite._ops import Ops
@@ -48,7 +48,8 @@ def trace(
     """
     check_nonnegative("trace", "momentum", momentum)
     check_nonnegative("trace", "dampening", dampening)
-    if nesterov and (_kinds.is_zero(momentum) or not _kinds.is_zero(dampening)):
+    # a tensor is checked where it reads for free (a tensor 0.0 dampening is zero dampening)
+    if nesterov and (known_value(momentum) == 0.0 or known_value(dampening) not in (0.0, None)):
         raise ValueError("trace: Nesterov momentum requires a momentum and zero dampening.")
     if _kinds.is_zero(momentum):
         return identity()
