@@ -78,7 +78,7 @@ def scale_by_nadam(
         mu_product = state.mu_product.mul_(mu_t) if ops.inplace else state.mu_product * mu_t
         denom = rsqrt_denominator(ops, nu, eps, bias_correction=bias_correction(b2, count))
         u = ops.mul(g, (1.0 - mu_t) / (1.0 - mu_product))  # g is no longer needed as is
-        u = ops.add(u, ops.fresh.mul(mu, mu_next / (1.0 - mu_product * mu_next)))
+        u = ops.add(u, mu, alpha=mu_next / (1.0 - mu_product * mu_next))  # no temporary
         u = ops.div(u, denom)
         return u, ScaleByNAdamState(tuple(mu), tuple(nu), mu_product, count)
 
