@@ -137,6 +137,22 @@ def make_grads(
     ]
 
 
+def trajectory(
+    opt: Any, params: dict, grads: list[dict], *, inplace: bool, **extra: Any
+) -> tuple[list[dict], Any]:
+    """A functional optimizer over a gradient stream: the params after each step (copies) and
+    the final state. Inputs are copied first, so in-place steps leave the caller's untouched."""
+    params = {k: v.clone() for k, v in params.items()}
+    state = opt.init(params)
+    out = []
+    for g in grads:
+        g = {k: v.clone() for k, v in g.items()}
+        updates, state = opt.update(g, state, params=params, inplace=inplace, **extra)
+        params = torchopt_lite.apply_updates(params, updates, inplace=inplace)
+        out.append({k: v.clone() for k, v in params.items()})
+    return out, state
+
+
 def torch_optim_trajectory(case: Case, params: dict, grads: list[dict], **extra: Any) -> list[dict]:
     """Parameters after each step of the ``torch.optim`` counterpart."""
     ps = {k: v.clone().requires_grad_(True) for k, v in params.items()}

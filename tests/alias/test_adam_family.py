@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 import torchopt_lite
-from tests.alias._registry import make_grads, make_params
+from tests.alias._registry import make_grads, make_params, trajectory
 from torchopt_lite.alias.adabelief import adabelief
 from torchopt_lite.alias.adamaxw import adamaxw
 from torchopt_lite.alias.adan import adan
@@ -33,15 +33,7 @@ Params = dict[str, Tensor]
 
 
 def functional(opt: Any, params: Params, grads: list[Params], *, inplace: bool) -> list[Params]:
-    params = {k: v.clone() for k, v in params.items()}
-    state = opt.init(params)
-    out = []
-    for g in grads:
-        g = {k: v.clone() for k, v in g.items()}
-        updates, state = opt.update(g, state, params=params, inplace=inplace)
-        params = torchopt_lite.apply_updates(params, updates, inplace=inplace)
-        out.append({k: v.clone() for k, v in params.items()})
-    return out
+    return trajectory(opt, params, grads, inplace=inplace)[0]
 
 
 def assert_trajectories_close(got: list[Params], expected: list[Params]) -> None:

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import torchopt_lite
+from tests.alias._registry import trajectory
 from torchopt_lite.alias.adafactor import adafactor
 from torchopt_lite.alias.fromage import fromage
 from torchopt_lite.alias.lamb import lamb
@@ -49,15 +50,7 @@ def make_grads(params: Tree, n: int = N, seed: int = 1) -> list[Tree]:
 
 def run(opt: Any, params: Tree, grads: list[Tree], *, inplace: bool) -> list[Tree]:
     """The parameters after each step of ``opt`` (a functional optimizer)."""
-    params = {k: v.clone() for k, v in params.items()}
-    state = opt.init(params)
-    out = []
-    for g in grads:
-        g = {k: v.clone() for k, v in g.items()}
-        updates, state = opt.update(g, state, params=params, inplace=inplace)
-        params = torchopt_lite.apply_updates(params, updates, inplace=inplace)
-        out.append({k: v.clone() for k, v in params.items()})
-    return out
+    return trajectory(opt, params, grads, inplace=inplace)[0]
 
 
 def assert_trajectories(got: list[Tree], expected: list[Tree]) -> None:

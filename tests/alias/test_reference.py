@@ -13,6 +13,7 @@ from tests.alias._registry import (
     make_grads,
     make_params,
     torch_optim_trajectory,
+    trajectory,
 )
 
 STEPS = 12
@@ -22,16 +23,7 @@ RTOL, ATOL = 1e-10, 1e-12
 
 
 def run_functional(case: Case, params: dict, grads: list[dict], *, inplace: bool) -> list[dict]:
-    opt = case.make()
-    params = {k: v.clone() for k, v in params.items()}
-    state = opt.init(params)
-    out = []
-    for g in grads:
-        g = {k: v.clone() for k, v in g.items()}
-        updates, state = opt.update(g, state, params=params, inplace=inplace)
-        params = torchopt_lite.apply_updates(params, updates, inplace=inplace)
-        out.append({k: v.clone() for k, v in params.items()})
-    return out
+    return trajectory(case.make(), params, grads, inplace=inplace)[0]
 
 
 @pytest.mark.parametrize("inplace", [True, False], ids=["inplace", "pure"])

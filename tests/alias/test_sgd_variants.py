@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 import torchopt_lite
+from tests.alias._registry import trajectory
 from torchopt_lite.alias.asgd import asgd
 from torchopt_lite.alias.lion import lion
 from torchopt_lite.alias.noisy_sgd import noisy_sgd
@@ -53,15 +54,7 @@ def make_grads(params: Tree, steps: int = STEPS, seed: int = 1) -> list[Tree]:
 
 def run(opt: Any, params: Tree, grads: list[Tree], *, inplace: bool) -> tuple[list[Tree], Any]:
     """The params after each step (and the final state) of ``opt`` on the gradient stream."""
-    params = {k: v.clone() for k, v in params.items()}
-    state = opt.init(params)
-    out = []
-    for g in grads:
-        g = {k: v.clone() for k, v in g.items()}
-        updates, state = opt.update(g, state, params=params, inplace=inplace)
-        params = torchopt_lite.apply_updates(params, updates, inplace=inplace)
-        out.append({k: v.clone() for k, v in params.items()})
-    return out, state
+    return trajectory(opt, params, grads, inplace=inplace)
 
 
 def reference(
