@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import optree
 import torch
 from torch import Tensor, nn
 
 from torchopt_lite.base import GradientTransformation
+from torchopt_lite.diff.explicit._checkpoint import (
+    checkpointed_loop,
+    resolve_adjoint,
+    segment_lengths,
+)
 from torchopt_lite.diff.explicit._checks import check_truncate_every
 from torchopt_lite.typing import OptState, Params
+
+Adjoint = Literal["unroll", "checkpoint", "truncated"]
 
 
 class InnerLoopResult(NamedTuple):
@@ -29,7 +36,9 @@ class InnerLoopResult(NamedTuple):
     losses: Tensor
 
 
-def _check_common(caller: str, optimizer: Any, steps: Any, truncate_every: Any) -> None:
+def _check_common(
+    caller: str, optimizer: Any, steps: Any, truncate_every: Any, adjoint: Any, checkpoints: Any
+) -> str:
     if not isinstance(optimizer, GradientTransformation):
         raise TypeError(
             f"{caller}: optimizer must be a GradientTransformation (e.g. "
@@ -38,6 +47,7 @@ def _check_common(caller: str, optimizer: Any, steps: Any, truncate_every: Any) 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"{caller}: steps must be an int >= 1; got {steps!r}.")
     check_truncate_every(caller, truncate_every)
+    return resolve_adjoint(caller, adjoint, truncate_every, checkpoints, steps)
 
 
 def inner_loop(
@@ -46,6 +56,8 @@ def inner_loop(
     steps: int,
     *,
     first_order: bool = False,
+    adjoint: Adjoint | None = None,
+    checkpoints: int | None = None,
     truncate_every: int | None = None,
 ) -> Callable[..., InnerLoopResult]:
     r"""Build ``adapt(params, *args)``: ``steps`` differentiable optimizer steps on ``loss_fn``.
@@ -68,11 +80,37 @@ def inner_loop(
             :func:`per_parameter_sgd`.
         steps: number of inner steps :math:`T`.
         first_order: treat each :math:`g_t` as a constant (first-order MAML).
-        truncate_every: detach the parameters and the state after every this many steps (the
-            meta-gradient then flows through the last window only).
+        adjoint: how the backward pass goes through the loop (memory and time measured in
+            :ref:`adjoint-modes`):
+
+            * ``"unroll"``: keep the graph of all :math:`T` steps (memory :math:`O(T)`).
+            * ``"checkpoint"``: split the loop into ``checkpoints`` segments (default
+              :math:`\lceil\sqrt{T}\rceil`) whose inputs are :math:`\theta`, the optimizer
+              state and ``args``. After its forward pass a segment drops the tensors its graph
+              saved; the backward pass reruns one segment at a time to refill them. Memory
+              :math:`O(k + T/k)` step graphs (:math:`O(\sqrt{T})` by default) for about one
+              more forward pass of time; the meta-gradient is the unrolled one, second-order
+              terms included, also with respect to tensors the loss or the optimizer capture.
+              The gradients :math:`g_t` come from :func:`torch.autograd.grad`
+              (``torch.func`` transforms do not run under saved-tensor hooks); the rerun
+              restores the random and autocast states of the forward pass.
+            * ``"truncated"``: detach the parameters and the state after every
+              ``truncate_every`` steps (the meta-gradient then flows through the last window
+              only).
+
+            ``None``: ``"truncated"`` if ``truncate_every`` is given, else ``"unroll"``.
+        checkpoints: number of segments :math:`k` in ``[1, steps]`` for ``"checkpoint"``.
+        truncate_every: the window of ``"truncated"``.
 
     Returns:
         ``adapt(params, *args) -> InnerLoopResult``.
+
+    Raises:
+        ValueError: an unknown ``adjoint``; ``truncate_every`` without ``"truncated"`` (or the
+            reverse); ``checkpoints`` without ``"checkpoint"`` or outside ``[1, steps]``.
+        TypeError: ``checkpoints`` is not an int.
+        RuntimeError: (in the backward pass, ``"checkpoint"``) a rerun segment saved another
+            number of tensors than its forward pass: ``loss_fn`` is not repeatable.
 
     Example:
         >>> loss_fn = lambda p, x: ((p["w"] - x) ** 2).sum()
@@ -83,8 +121,23 @@ def inner_loop(
         tensor([0.5000, 0.5000], grad_fn=<...>)
         >>> torch.autograd.grad(out.params["w"].sum(), w0)[0]  # d(w1)/d(w0) = 1 - 0.5
         tensor([0.5000, 0.5000])
+        >>> opt = torchopt_lite.adam(0.1)  # 9 steps in 3 checkpointed segments of 3 steps
+        >>> full = inner_loop(loss_fn, opt, 9)({"w": w0}, torch.ones(2))
+        >>> ckpt = inner_loop(loss_fn, opt, 9, adjoint="checkpoint")({"w": w0}, torch.ones(2))
+        >>> grads = [torch.autograd.grad(o.params["w"].sum(), w0)[0] for o in (full, ckpt)]
+        >>> torch.allclose(*grads, rtol=1e-6, atol=0)
+        True
+
+    References:
+        Chen, Xu, Zhang, Guestrin. Training Deep Nets with Sublinear Memory Cost. 2016
+        (:math:`\sqrt{T}` segments). Griewank, Walther. Algorithm 799: revolve. ACM TOMS, 2000.
     """
-    _check_common("inner_loop", optimizer, steps, truncate_every)
+    mode = _check_common("inner_loop", optimizer, steps, truncate_every, adjoint, checkpoints)
+    if mode == "checkpoint":
+        run = checkpointed_loop(
+            loss_fn, optimizer, segment_lengths(steps, checkpoints), first_order=first_order
+        )
+        return lambda params, *args: InnerLoopResult(*run(params, *args))
     grad_and_value = torch.func.grad_and_value(loss_fn)
 
     def adapt(params: Params, *args: Any) -> InnerLoopResult:
@@ -112,6 +165,8 @@ def batched_inner_loop(
     *,
     in_dims: int | tuple[Any, ...] | None = 0,
     first_order: bool = False,
+    adjoint: Adjoint | None = None,
+    checkpoints: int | None = None,
     truncate_every: int | None = None,
     chunk_size: int | None = None,
 ) -> Callable[..., InnerLoopResult]:
@@ -129,6 +184,10 @@ def batched_inner_loop(
         in_dims: batch dimension of each argument after ``params`` (``vmap``'s ``in_dims`` for
             ``args``; ``None`` marks a shared argument such as a learnable discount).
         first_order: see :func:`inner_loop`.
+        adjoint: see :func:`inner_loop`. With ``"checkpoint"`` the loop runs over the stacked
+            task parameters (the gradient of the summed task losses is the stack of the
+            per-task gradients) instead of ``vmap`` over whole inner loops.
+        checkpoints: see :func:`inner_loop`.
         truncate_every: see :func:`inner_loop`.
         chunk_size: adapt this many tasks at a time (``vmap``'s ``chunk_size``) to bound memory.
 
@@ -144,7 +203,20 @@ def batched_inner_loop(
         tensor([[0.5000, 0.5000],
                 [1.0000, 2.0000]])
     """
-    _check_common("batched_inner_loop", optimizer, steps, truncate_every)
+    mode = _check_common(
+        "batched_inner_loop", optimizer, steps, truncate_every, adjoint, checkpoints
+    )
+    if mode == "checkpoint":
+        run = checkpointed_loop(
+            loss_fn,
+            optimizer,
+            segment_lengths(steps, checkpoints),
+            first_order=first_order,
+            in_dims=in_dims,
+            batched=True,
+            chunk_size=chunk_size,
+        )
+        return lambda params, *args: InnerLoopResult(*run(params, *args))
     adapt = inner_loop(
         loss_fn, optimizer, steps, first_order=first_order, truncate_every=truncate_every
     )
