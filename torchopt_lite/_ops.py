@@ -28,6 +28,15 @@ def is_transformed(x: Any) -> bool:
     return isinstance(x, Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
+def plain_autograd(xs: Seq) -> bool:
+    """Whether ``xs`` live in plain eager autograd: no ``torch.func`` level, no compile trace."""
+    return (
+        torch._C._functorch.peek_interpreter_stack() is None
+        and not _compiling()
+        and not any(is_transformed(x) for x in xs)
+    )
+
+
 def scalar(value: Any, xs: Seq) -> Any:
     """A scalar operand in the form multi-tensor ops compute with correctly.
 

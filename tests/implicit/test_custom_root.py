@@ -199,6 +199,36 @@ def test_operands_without_grad_give_a_detached_solution(data) -> None:
     assert out.grad_fn is None
 
 
+def test_second_order_backward_and_unused_arguments(data) -> None:
+    """create_graph=True differentiates the implicit gradient again (closed-form Hessian); the
+    first-order eager backward (one graph of F) gives the same gradient; a differentiated
+    argument that F ignores gets a zero gradient, not an error."""
+    X, y = data
+    solver = custom_root(ridge_optimality, argnums=1, solve=linear_solve.solve_cg(rtol=1e-13))(
+        lambda w, lam, X, y: ridge_closed_form(lam, X, y)
+    )
+    w0 = torch.zeros(P, dtype=D)
+    lam = torch.tensor(0.7, dtype=D, requires_grad=True)
+    (g_eager,) = torch.autograd.grad((solver(w0, lam, X, y) ** 3).sum(), lam)
+    (g,) = torch.autograd.grad((solver(w0, lam, X, y) ** 3).sum(), lam, create_graph=True)
+    (h,) = torch.autograd.grad(g, lam)
+
+    def ref(t: torch.Tensor) -> torch.Tensor:
+        return (ridge_closed_form(t, X, y) ** 3).sum()
+
+    lam0 = lam.detach()
+    torch.testing.assert_close(g_eager, torch.func.grad(ref)(lam0), rtol=1e-10, atol=0)
+    torch.testing.assert_close(g.detach(), g_eager, rtol=1e-12, atol=0)
+    torch.testing.assert_close(h, torch.func.grad(torch.func.grad(ref))(lam0), rtol=1e-8, atol=0)
+
+    unused = custom_root(lambda x, a, b: x - a, argnums=(1, 2))(lambda x, a, b: a.clone())
+    a = torch.tensor([1.0, -2.0], dtype=D, requires_grad=True)
+    b = torch.tensor([3.0], dtype=D, requires_grad=True)
+    ga, gb = torch.autograd.grad((unused(torch.zeros(2, dtype=D), a, b) ** 2).sum(), (a, b))
+    torch.testing.assert_close(ga, 2 * a.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(gb, torch.zeros(1, dtype=D), rtol=0, atol=0)
+
+
 # ----------------------------------------------------------------------------- errors
 
 
@@ -272,3 +302,19 @@ def test_nonconverging_linear_solve_raises_not_a_wrong_gradient(data) -> None:
     # Under torch.func transforms there is no exception on values: the gradient is NaN.
     g = torch.func.grad(lambda t: solver(torch.zeros(P, dtype=D), t, X, y).sum())(lam.detach())
     assert torch.isnan(g)
+
+
+def test_linear_solver_that_changes_the_tree_is_reported(data) -> None:
+    X, y = data
+
+    def listing_solve(matvec, b):  # the solution is a tuple; this solver passes a list
+        return matvec(list(b))
+
+    solver = custom_root(
+        lambda w, lam, X, y: (ridge_optimality(w[0], lam, X, y),), argnums=1, solve=listing_solve
+    )(lambda w, lam, X, y: (ridge_closed_form(lam, X, y),))
+    lam = torch.tensor(1.0, dtype=D, requires_grad=True)
+    (out,) = solver((torch.zeros(P, dtype=D),), lam, X, y)
+    with pytest.raises(ValueError, match="the linear solver must apply matvec to trees with"):
+        out.sum().backward()
+    assert lam.grad is None

@@ -107,3 +107,20 @@ def test_factories_validate_at_construction(factory, kwargs, match) -> None:
 def test_factories_reject_unknown_options() -> None:
     with pytest.raises(TypeError, match="unexpected keyword argument 'tol'"):
         linear_solve.solve_cg(tol=1e-3)  # type: ignore[call-arg]
+
+
+def test_make_rmatvec_without_grad_mode(system) -> None:
+    """Under no_grad (a backward pass) the VJP is taken by plain autograd: same values, trees
+    kept, a graph built when grad mode is on at the call, and a wrong tree reported."""
+    A, b = system
+    A = A + torch.triu(torch.ones(5, 5, dtype=D))  # non-symmetric
+    with torch.no_grad():
+        rmv = make_rmatvec(lambda t: {"y": A @ t["x"]}, {"x": b})
+        got = rmv({"y": b})
+        assert set(got) == {"x"}
+        torch.testing.assert_close(got["x"], A.T @ b, rtol=1e-14, atol=0)
+        # Differentiable where grad mode is on: the VJP of y -> A^T y is y' -> A y'.
+        _, vjp = torch.func.vjp(lambda y: rmv({"y": y})["x"], b)
+        torch.testing.assert_close(vjp(b)[0], A @ b, rtol=1e-14, atol=0)
+        with pytest.raises(ValueError, match="rmatvec: y must have the structure of matvec's"):
+            rmv([b])

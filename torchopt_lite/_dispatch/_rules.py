@@ -48,11 +48,16 @@ _NO_FLIP = Flip(0.0, False)
 
 
 def _left(kinds: Sequence[Any], i: int) -> tuple[int, Flip]:
-    """Where a run anchored at ``i`` starts: it takes a directly preceding flip."""
-    if i > 0 and isinstance(kinds[i - 1], Flip | Identity):
-        flip = kinds[i - 1]
-        return i - 1, flip if isinstance(flip, Flip) else _NO_FLIP
-    return i, _NO_FLIP
+    """Where a run anchored at ``i`` starts: it takes a preceding flip and the identities around
+    it (plain SGD is ``[identity, identity, scale]``: its run then covers the whole chain)."""
+    start, flip = i, _NO_FLIP
+    while start > 0 and isinstance(kinds[start - 1], Identity):
+        start -= 1
+    if start > 0 and isinstance(kinds[start - 1], Flip):
+        start, flip = start - 1, kinds[start - 1]
+        while start > 0 and isinstance(kinds[start - 1], Identity):
+            start -= 1
+    return start, flip
 
 
 def _next(kinds: Sequence[Any], j: int) -> int:

@@ -9,6 +9,7 @@ under ``torch.func`` transforms and ``torch.compile`` it never does and runs ``m
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,20 @@ import optree
 import torch
 from torch import Tensor
 
-from torchopt_lite.linalg.utils import ConvergenceError, can_sync, normalize_matvec
+from torchopt_lite.linalg.info import (
+    InfoCallback,
+    OnNonconvergence,
+    SolveInfo,
+    emit,
+    listening,
+    relative_residual,
+)
+from torchopt_lite.linalg.utils import (
+    ConvergenceError,
+    ConvergenceWarning,
+    can_sync,
+    normalize_matvec,
+)
 
 CHECK_EVERY = 10  # steps between two host reads of the convergence flag (eager mode only)
 
@@ -153,26 +167,69 @@ def finish(
     residual2: Tensor,
     tol2: Tensor,
     maxiter: int,
-    strict: bool,
+    policy: OnNonconvergence,
     sync: bool,
 ) -> Leaves:
-    """Apply the non-convergence policy: raise (eager) or NaN-fill (transforms) when strict."""
-    if not strict:
+    """Apply the non-convergence policy: raise or warn (eager), NaN-fill under transforms."""
+    if policy == "ignore":
         return x
     converged = residual2 <= tol2
     if sync:
         if not bool(converged.all()):
-            raise ConvergenceError(
+            message = (
                 f"{name}: did not converge in maxiter={maxiter} iterations; residual norm "
-                f"{float(residual2.sqrt()):.3e} > tolerance {float(tol2.sqrt()):.3e}. Raise "
-                "maxiter, loosen rtol/atol, add a ridge or a preconditioner M, or pass "
-                "strict=False to accept the truncated solve."
+                f"{float(residual2.max().sqrt()):.3e} > tolerance {float(tol2.max().sqrt()):.3e}."
             )
+            if policy == "warn":
+                warnings.warn(message, ConvergenceWarning, stacklevel=4)
+                return x
+            raise ConvergenceError(
+                f"{message} Raise maxiter, loosen rtol/atol, add a ridge or a preconditioner M, "
+                "or pass on_nonconvergence='warn' or 'ignore' to accept the truncated solve."
+            )
+        return x
+    if policy == "warn":  # values cannot be read under a transform: return the last iterate
         return x
     nan = torch.tensor(float("nan"), dtype=residual2.dtype, device=residual2.device)
     return [torch.where(converged, xi, nan.to(xi.dtype)) for xi in x]
 
 
-def resolve_strict(strict: bool | None, maxiter: int | None) -> bool:
-    """``strict=None`` means: strict when ``maxiter`` is left to its default."""
-    return maxiter is None if strict is None else bool(strict)
+POLICIES = ("raise", "warn", "ignore")
+
+
+def resolve_policy(
+    name: str,
+    strict: bool | None,
+    on_nonconvergence: OnNonconvergence | None,
+    maxiter: int | None,
+) -> OnNonconvergence:
+    """The non-convergence policy from ``on_nonconvergence``, or from ``strict`` (older form).
+
+    Neither given: ``"raise"`` when ``maxiter`` is left to its default, ``"ignore"`` otherwise.
+    """
+    if on_nonconvergence is None:
+        return "raise" if (maxiter is None if strict is None else bool(strict)) else "ignore"
+    if on_nonconvergence not in POLICIES:
+        raise ValueError(
+            f"{name}: on_nonconvergence must be one of 'raise', 'warn', 'ignore'; "
+            f"got {on_nonconvergence!r}."
+        )
+    if strict is not None:
+        raise ValueError(
+            f"{name}: pass either strict or on_nonconvergence, not both; got strict={strict!r}, "
+            f"on_nonconvergence={on_nonconvergence!r} (strict=True is 'raise', False 'ignore')."
+        )
+    return on_nonconvergence
+
+
+def report(
+    name: str,
+    callback: InfoCallback | None,
+    prob: LeafProblem,
+    x: Leaves,
+    iterations: Tensor,
+    converged: Tensor,
+) -> None:
+    """Emit the ``SolveInfo`` of a finished eager solve (one more matvec) if anyone listens."""
+    if prob.sync and listening(callback):
+        emit(callback, SolveInfo(name, relative_residual(prob.A, x, prob.b), iterations, converged))

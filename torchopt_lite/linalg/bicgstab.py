@@ -14,11 +14,13 @@ from torchopt_lite.linalg._krylov import (
     axpy,
     finish,
     iterate,
-    resolve_strict,
+    report,
+    resolve_policy,
     safe_div,
     select,
     vdot,
 )
+from torchopt_lite.linalg.info import InfoCallback, OnNonconvergence
 from torchopt_lite.typing import TensorTree
 
 
@@ -31,6 +33,7 @@ class _BiCGStabState(NamedTuple):
     alpha: Tensor
     omega: Tensor
     rs: Tensor  # <r, r>
+    steps: Tensor  # steps taken while active
 
 
 def bicgstab(
@@ -43,6 +46,8 @@ def bicgstab(
     maxiter: int | None = None,
     M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
     strict: bool | None = None,
+    on_nonconvergence: OnNonconvergence | None = None,
+    info: InfoCallback | None = None,
 ) -> TensorTree:
     r"""Solve :math:`A x = b` for a general (non-symmetric) real :math:`A` by BiCGSTAB.
 
@@ -73,6 +78,10 @@ def bicgstab(
         maxiter: maximum number of steps; ``None`` means ``10 * b.numel()`` (at least 1).
         M: right preconditioner approximating :math:`A^{-1}`.
         strict: non-convergence policy, as in :func:`~torchopt_lite.linalg.cg`.
+        on_nonconvergence: ``"raise"``, ``"warn"`` or ``"ignore"``, as in
+            :func:`~torchopt_lite.linalg.cg` (give this or ``strict``).
+        info: a callback receiving the :class:`~torchopt_lite.linalg.SolveInfo` of an eager
+            solve, as in :func:`~torchopt_lite.linalg.cg`.
 
     Returns:
         The solution, a tree shaped like ``b``.
@@ -86,6 +95,7 @@ def bicgstab(
         TorchOpt has no solver for non-symmetric systems other than normal CG, which squares
         the condition number.
     """
+    policy = resolve_policy("bicgstab", strict, on_nonconvergence, maxiter)
     prob = LeafProblem("bicgstab", A, b, x0, rtol, atol, maxiter, M)
     if not prob.b:
         return b
@@ -129,17 +139,12 @@ def bicgstab(
             torch.where(ok, alpha, s.alpha),
             torch.where(ok, omega, s.omega),
             torch.where(ok, rs, s.rs),
+            s.steps + ok.long(),
         )
 
-    start = _BiCGStabState(x, r, zeros, zeros, one, one, one, vdot(r, r))
+    count = torch.zeros((), dtype=torch.long, device=tol2.device)
+    start = _BiCGStabState(x, r, zeros, zeros, one, one, one, vdot(r, r), count)
     state = iterate(step, start, lambda s: s.rs > tol2, prob.maxiter, prob.sync)
-    x = finish(
-        "bicgstab",
-        state.x,
-        state.rs,
-        tol2,
-        prob.maxiter,
-        resolve_strict(strict, maxiter),
-        prob.sync,
-    )
+    report("bicgstab", info, prob, state.x, state.steps, state.rs <= tol2)
+    x = finish("bicgstab", state.x, state.rs, tol2, prob.maxiter, policy, prob.sync)
     return prob.unflatten(x)

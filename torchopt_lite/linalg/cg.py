@@ -14,11 +14,13 @@ from torchopt_lite.linalg._krylov import (
     axpy,
     finish,
     iterate,
-    resolve_strict,
+    report,
+    resolve_policy,
     safe_div,
     select,
     vdot,
 )
+from torchopt_lite.linalg.info import InfoCallback, OnNonconvergence
 from torchopt_lite.typing import TensorTree
 
 
@@ -28,6 +30,7 @@ class _CGState(NamedTuple):
     p: Leaves
     gamma: Tensor  # <r, M r>
     rs: Tensor  # <r, r>
+    steps: Tensor  # steps taken while active
 
 
 def cg(
@@ -40,6 +43,8 @@ def cg(
     maxiter: int | None = None,
     M: TensorTree | Callable[[TensorTree], TensorTree] | None = None,
     strict: bool | None = None,
+    on_nonconvergence: OnNonconvergence | None = None,
+    info: InfoCallback | None = None,
 ) -> TensorTree:
     r"""Solve :math:`A x = b` for a symmetric positive definite :math:`A` by conjugate gradient.
 
@@ -73,6 +78,13 @@ def cg(
             transforms, which cannot raise on values, the unconverged solutions are NaN);
             ``False`` returns the last iterate (a truncated solve). ``None`` means ``True``
             when ``maxiter`` is ``None`` and ``False`` when you set ``maxiter``.
+        on_nonconvergence: the same choice by name, with a third option: ``"raise"``
+            (``strict=True``), ``"warn"`` (a :class:`~torchopt_lite.linalg.ConvergenceWarning`,
+            then the last iterate; under transforms, the last iterate) or ``"ignore"``
+            (``strict=False``). Give this or ``strict``, not both.
+        info: a callback, called once after an eager solve with its
+            :class:`~torchopt_lite.linalg.SolveInfo` (residual, iterations, convergence), e.g.
+            ``infos.append``; see also :func:`~torchopt_lite.linalg.record_solves`.
 
     Returns:
         The solution, a tree shaped like ``b``.
@@ -88,7 +100,24 @@ def cg(
         (upstream issue #222), and returns silently when it does not converge. ``strict`` is
         ours.
     """
-    prob = LeafProblem("cg", A, b, x0, rtol, atol, maxiter, M)
+    policy = resolve_policy("cg", strict, on_nonconvergence, maxiter)
+    return run_cg("cg", A, b, x0, rtol, atol, maxiter, M, policy, info)
+
+
+def run_cg(
+    name: str,
+    A: TensorTree | Callable[[TensorTree], TensorTree],
+    b: TensorTree,
+    x0: TensorTree | None,
+    rtol: float,
+    atol: float,
+    maxiter: int | None,
+    M: TensorTree | Callable[[TensorTree], TensorTree] | None,
+    policy: OnNonconvergence,
+    info: InfoCallback | None,
+) -> TensorTree:
+    """:func:`cg` under a name (for messages and its info) and a resolved policy."""
+    prob = LeafProblem(name, A, b, x0, rtol, atol, maxiter, M)
     if not prob.b:
         return b
     precond = prob.M if prob.M is not None else (lambda xs: xs)
@@ -114,12 +143,12 @@ def cg(
         gamma = rs if prob.M is None else vdot(r, z)
         beta = safe_div(gamma, s.gamma, active)
         p = select(active, axpy(beta, s.p, z), s.p)
-        return _CGState(x, r, p, torch.where(active, gamma, s.gamma), rs)
+        return _CGState(x, r, p, torch.where(active, gamma, s.gamma), rs, s.steps + active.long())
 
+    count = torch.zeros((), dtype=torch.long, device=tol2.device)
     state = iterate(
-        step, _CGState(x, r, z, gamma, rs), lambda s: s.rs > tol2, prob.maxiter, prob.sync
+        step, _CGState(x, r, z, gamma, rs, count), lambda s: s.rs > tol2, prob.maxiter, prob.sync
     )
-    x = finish(
-        "cg", state.x, state.rs, tol2, prob.maxiter, resolve_strict(strict, maxiter), prob.sync
-    )
+    report(name, info, prob, state.x, state.steps, state.rs <= tol2)
+    x = finish(name, state.x, state.rs, tol2, prob.maxiter, policy, prob.sync)
     return prob.unflatten(x)

@@ -8,7 +8,8 @@ import optree
 import torch
 from torch import Tensor
 
-from torchopt_lite.linalg.utils import normalize_matvec
+from torchopt_lite.linalg.info import InfoCallback, SolveInfo, emit, listening, relative_residual
+from torchopt_lite.linalg.utils import can_sync, normalize_matvec
 from torchopt_lite.typing import TensorTree
 
 
@@ -28,6 +29,7 @@ def ns(
     maxiter: int | None = None,
     *,
     alpha: float | None = None,
+    info: InfoCallback | None = None,
 ) -> TensorTree:
     r"""Approximate :math:`A^{-1} b` by a truncated Neumann series.
 
@@ -42,6 +44,9 @@ def ns(
         b: right-hand side, a tensor or tree of tensors.
         maxiter: number of terms :math:`K` after the first; ``None`` means 10.
         alpha: the scaling :math:`\alpha`; ``None`` means 1.
+        info: a callback receiving the :class:`~torchopt_lite.linalg.SolveInfo` of an eager
+            solve (its residual costs one more matvec; ``converged`` is ``None``: the series
+            has no stopping rule).
 
     Returns:
         The approximation, a tree shaped like ``b``.
@@ -59,7 +64,12 @@ def ns(
     for _ in range(k):
         term = optree.tree_map(lambda t, at: t - a * at, term, matvec(term))
         total = optree.tree_map(torch.add, total, term)
-    return total if alpha is None else optree.tree_map(lambda t: a * t, total)
+    x = total if alpha is None else optree.tree_map(lambda t: a * t, total)
+    leaves = optree.tree_leaves(b)
+    if leaves and can_sync(leaves) and listening(info):
+        iterations = torch.tensor(k, device=leaves[0].device)
+        emit(info, SolveInfo("ns", relative_residual(matvec, x, b), iterations, None))
+    return x
 
 
 def ns_inv(A: TensorTree, maxiter: int | None = None, *, alpha: float | None = None) -> TensorTree:

@@ -16,6 +16,10 @@ class ConvergenceError(RuntimeError):
     """An iterative solver did not reach its tolerance within ``maxiter`` iterations."""
 
 
+class ConvergenceWarning(RuntimeWarning):
+    """An iterative solver did not converge and ``on_nonconvergence="warn"`` asked to go on."""
+
+
 def cat_shapes(tree: TensorTree) -> tuple[int, ...]:
     """Concatenate the shapes of the leaves of a tree of tensors (TorchOpt's helper).
 

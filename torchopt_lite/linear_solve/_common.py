@@ -3,7 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torchopt_lite.linalg._krylov import check_tolerances
+from torchopt_lite.linalg._krylov import check_tolerances, resolve_policy
+from torchopt_lite.linalg.info import OnNonconvergence
 from torchopt_lite.linear_solve.utils import Matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
 
@@ -16,10 +17,18 @@ def check_ridge(name: str, ridge: float | None) -> None:
 
 
 def check_krylov(
-    name: str, ridge: float | None, rtol: float, atol: float, maxiter: int | None
-) -> None:
+    name: str,
+    ridge: float | None,
+    rtol: float,
+    atol: float,
+    maxiter: int | None,
+    strict: bool | None = None,
+    on_nonconvergence: OnNonconvergence | None = None,
+) -> OnNonconvergence:
+    """Validate a Krylov factory's options; return its non-convergence policy."""
     check_ridge(name, ridge)
     check_tolerances(name, rtol, atol, maxiter)
+    return resolve_policy(name, strict, on_nonconvergence, maxiter)
 
 
 def bind_system(

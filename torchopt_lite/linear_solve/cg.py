@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from torchopt_lite import linalg
+from torchopt_lite.linalg.info import InfoCallback, OnNonconvergence
 from torchopt_lite.linear_solve._common import (
     Preconditioner,
     bind_system,
@@ -21,6 +22,8 @@ def solve_cg(
     maxiter: int | None = None,
     M: Preconditioner = None,
     strict: bool | None = None,
+    on_nonconvergence: OnNonconvergence | None = None,
+    info: InfoCallback | None = None,
     matvec: Matvec | None = None,
     b: TensorTree | None = None,
 ) -> LinearSolver:
@@ -38,6 +41,11 @@ def solve_cg(
         maxiter: maximum number of steps (``None``: ``10 * b.numel()``).
         M: preconditioner approximating :math:`(A + \mathrm{ridge}\,I)^{-1}`.
         strict: non-convergence policy (``None``: raise unless ``maxiter`` is given).
+        on_nonconvergence: ``"raise"`` (:class:`~torchopt_lite.linalg.ConvergenceError`),
+            ``"warn"`` (:class:`~torchopt_lite.linalg.ConvergenceWarning`, then the last
+            iterate) or ``"ignore"``; ``None`` follows ``strict``. Give one of the two.
+        info: a callback receiving each eager solve's :class:`~torchopt_lite.linalg.SolveInfo`
+            (relative residual, iterations, convergence), e.g. ``infos.append``.
         matvec: a system's ``matvec(x) = A x`` to bind (TorchOpt's form): the returned solver
             then uses it when called without one.
         b: a right-hand side to bind in the same way.
@@ -55,14 +63,32 @@ def solve_cg(
         TorchOpt's factory takes ``**kwargs``, so a misspelt option fails only at the first
         solve; these options are explicit and validated here.
     """
-    check_krylov("solve_cg", ridge, rtol, atol, maxiter)
+    policy = check_krylov("solve_cg", ridge, rtol, atol, maxiter, strict, on_nonconvergence)
 
     def solve(matvec: Matvec, b: TensorTree) -> TensorTree:
         if ridge is not None:
             matvec = make_ridge_matvec(matvec, ridge=ridge)
-        return linalg.cg(matvec, b, init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict)
+        return linalg.cg(
+            matvec,
+            b,
+            init,
+            rtol=rtol,
+            atol=atol,
+            maxiter=maxiter,
+            M=M,
+            on_nonconvergence=policy,
+            info=info,
+        )
 
     options = dict(
-        ridge=ridge, init=init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
+        ridge=ridge,
+        init=init,
+        rtol=rtol,
+        atol=atol,
+        maxiter=maxiter,
+        M=M,
+        strict=strict,
+        on_nonconvergence=on_nonconvergence,
+        info=info,
     )
     return bind_system("solve_cg", solve_cg, options, solve, matvec, b)

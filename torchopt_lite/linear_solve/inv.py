@@ -5,6 +5,14 @@ from __future__ import annotations
 import torch
 
 from torchopt_lite import linalg
+from torchopt_lite.linalg.info import (
+    InfoCallback,
+    SolveInfo,
+    emit,
+    listening,
+    relative_residual,
+)
+from torchopt_lite.linalg.utils import can_sync
 from torchopt_lite.linear_solve._common import bind_system, check_ridge
 from torchopt_lite.linear_solve.utils import Matvec, make_ridge_matvec, materialize_matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
@@ -16,6 +24,7 @@ def solve_inv(
     ns: bool = False,
     maxiter: int | None = None,
     alpha: float | None = None,
+    info: InfoCallback | None = None,
     matvec: Matvec | None = None,
     b: TensorTree | None = None,
 ) -> LinearSolver:
@@ -32,6 +41,8 @@ def solve_inv(
         ns: use the Neumann series instead of the dense solve.
         maxiter: number of Neumann terms :math:`K` (``ns=True`` only; ``None``: 10).
         alpha: Neumann scaling :math:`\alpha` (``ns=True`` only; ``None``: 1).
+        info: a callback receiving each eager solve's :class:`~torchopt_lite.linalg.SolveInfo`
+            (the dense solve reports 0 iterations and ``converged=None``).
         matvec: a system's ``matvec(x) = A x`` to bind (TorchOpt's form): the returned solver
             then uses it when called without one.
         b: a right-hand side to bind in the same way.
@@ -59,9 +70,14 @@ def solve_inv(
         if ridge is not None:
             matvec = make_ridge_matvec(matvec, ridge=ridge)
         if ns:
-            return linalg.ns(matvec, b, maxiter, alpha=alpha)
+            return linalg.ns(matvec, b, maxiter, alpha=alpha, info=info)
         A, _, ravel, unravel = materialize_matvec(matvec, b)
-        return unravel(torch.linalg.solve(A, ravel(b)))
+        flat_b = ravel(b)
+        x = torch.linalg.solve(A, flat_b)
+        if can_sync([flat_b]) and listening(info):
+            zero = torch.zeros((), dtype=torch.long, device=x.device)
+            emit(info, SolveInfo("inv", relative_residual(lambda v: A @ v, x, flat_b), zero, None))
+        return unravel(x)
 
-    options = dict(ridge=ridge, ns=ns, maxiter=maxiter, alpha=alpha)
+    options = dict(ridge=ridge, ns=ns, maxiter=maxiter, alpha=alpha, info=info)
     return bind_system("solve_inv", solve_inv, options, solve, matvec, b)

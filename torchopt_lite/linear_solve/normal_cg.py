@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torchopt_lite import linalg
+from torchopt_lite.linalg.cg import run_cg
+from torchopt_lite.linalg.info import InfoCallback, OnNonconvergence
 from torchopt_lite.linear_solve._common import (
     Preconditioner,
     bind_system,
@@ -26,6 +27,8 @@ def solve_normal_cg(
     maxiter: int | None = None,
     M: Preconditioner = None,
     strict: bool | None = None,
+    on_nonconvergence: OnNonconvergence | None = None,
+    info: InfoCallback | None = None,
     matvec: Matvec | None = None,
     b: TensorTree | None = None,
 ) -> LinearSolver:
@@ -34,7 +37,8 @@ def solve_normal_cg(
     For an invertible :math:`A` and no ridge this is the solution of :math:`A x = b`, whether or
     not :math:`A` is symmetric; the price is a squared condition number. :math:`A^\top` is the
     VJP of ``matvec``, whose graph is built once per solve, so each CG step costs one ``matvec``
-    and one backward pass over that graph. The tolerances apply to the normal-equation residual.
+    and one backward pass over that graph. The tolerances, and the residual of its
+    :class:`~torchopt_lite.linalg.SolveInfo`, apply to the normal equations.
 
     Args:
         ridge: optional :math:`\mathrm{ridge} \ge 0` added to :math:`A^\top A`.
@@ -44,6 +48,11 @@ def solve_normal_cg(
         maxiter: maximum number of CG steps (``None``: ``10 * b.numel()``).
         M: preconditioner for :math:`A^\top A + \mathrm{ridge}\,I`.
         strict: non-convergence policy (``None``: raise unless ``maxiter`` is given).
+        on_nonconvergence: ``"raise"`` (:class:`~torchopt_lite.linalg.ConvergenceError`),
+            ``"warn"`` (:class:`~torchopt_lite.linalg.ConvergenceWarning`, then the last
+            iterate) or ``"ignore"``; ``None`` follows ``strict``. Give one of the two.
+        info: a callback receiving each eager solve's :class:`~torchopt_lite.linalg.SolveInfo`
+            (relative residual, iterations, convergence), e.g. ``infos.append``.
         matvec: a system's ``matvec(x) = A x`` to bind (TorchOpt's form): the returned solver
             then uses it when called without one.
         b: a right-hand side to bind in the same way.
@@ -60,18 +69,24 @@ def solve_normal_cg(
         This is the default linear solver of :func:`~torchopt_lite.diff.implicit.custom_root`,
         as in TorchOpt and JAXopt. TorchOpt rebuilds the VJP of ``matvec`` at every CG step.
     """
-    check_krylov("solve_normal_cg", ridge, rtol, atol, maxiter)
+    policy = check_krylov("solve_normal_cg", ridge, rtol, atol, maxiter, strict, on_nonconvergence)
 
     def solve(matvec: Matvec, b: TensorTree) -> TensorTree:
         rmatvec = make_rmatvec(matvec, b if init is None else init)
         normal = make_normal_matvec(matvec, rmatvec)
         if ridge is not None:
             normal = make_ridge_matvec(normal, ridge=ridge)
-        return linalg.cg(
-            normal, rmatvec(b), init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
-        )
+        return run_cg("normal_cg", normal, rmatvec(b), init, rtol, atol, maxiter, M, policy, info)
 
     options = dict(
-        ridge=ridge, init=init, rtol=rtol, atol=atol, maxiter=maxiter, M=M, strict=strict
+        ridge=ridge,
+        init=init,
+        rtol=rtol,
+        atol=atol,
+        maxiter=maxiter,
+        M=M,
+        strict=strict,
+        on_nonconvergence=on_nonconvergence,
+        info=info,
     )
     return bind_system("solve_normal_cg", solve_normal_cg, options, solve, matvec, b)

@@ -8,6 +8,7 @@ import optree
 import torch
 from torch import Tensor
 
+from torchopt_lite._ops import plain_autograd
 from torchopt_lite.pytree import tree_ravel
 from torchopt_lite.typing import TensorTree
 
@@ -25,8 +26,45 @@ def make_rmatvec(matvec: Matvec, example_x: TensorTree) -> Matvec:
         >>> make_rmatvec(lambda x: A @ x, torch.zeros(2))(torch.tensor([1.0, 0.0]))
         tensor([1., 2.])
     """
+    if not torch.is_grad_enabled() and plain_autograd(optree.tree_leaves(example_x)):
+        return _plain_rmatvec(matvec, example_x)
     _, vjp_fn, *_ = torch.func.vjp(matvec, example_x)
     return lambda y: vjp_fn(y)[0]
+
+
+def _plain_rmatvec(matvec: Matvec, example_x: TensorTree) -> Matvec:
+    """:func:`make_rmatvec` by plain autograd, without ``torch.func`` wrapping per call.
+
+    Taken in eager mode when no graph is asked for; a call builds a graph only when grad mode
+    is on at that call.
+    """
+    xs, x_spec = optree.tree_flatten(example_x)
+    xs = [x.detach().requires_grad_() for x in xs]
+    with torch.enable_grad():
+        out, out_spec = optree.tree_flatten(matvec(optree.tree_unflatten(x_spec, xs)))
+
+    def rmatvec(y: TensorTree) -> TensorTree:
+        ys, y_spec = optree.tree_flatten(y)
+        if y_spec != out_spec:
+            raise ValueError(
+                f"rmatvec: y must have the structure of matvec's output; output: {out_spec}, "
+                f"y: {y_spec}."
+            )
+        pairs = [(o, c) for o, c in zip(out, ys, strict=True) if o.requires_grad]
+        if not pairs:
+            return optree.tree_unflatten(x_spec, [torch.zeros_like(x) for x in xs])
+        grads = torch.autograd.grad(
+            [o for o, _ in pairs],
+            xs,
+            [c for _, c in pairs],
+            retain_graph=True,
+            create_graph=torch.is_grad_enabled(),
+            allow_unused=True,
+            materialize_grads=True,
+        )
+        return optree.tree_unflatten(x_spec, list(grads))
+
+    return rmatvec
 
 
 def make_normal_matvec(matvec: Matvec, rmatvec: Matvec | None = None) -> Matvec:

@@ -17,6 +17,7 @@ import optree
 import torch
 from torch import Tensor
 
+from torchopt_lite._ops import plain_autograd
 from torchopt_lite.typing import LinearSolver
 
 
@@ -69,6 +70,85 @@ def _check_residual(call: RootCall, out: Any, sol: tuple[Tensor, ...]) -> None:
             )
 
 
+Pullback = Callable[[Any], Any]
+
+
+def _linearize_plain(
+    call: RootCall, sol: tuple[Tensor, ...], operands: tuple[Tensor, ...], index: list[int]
+) -> tuple[Any, Pullback, Pullback]:
+    r"""One graph of :math:`F` at the solution, pulled back to :math:`x` or :math:`\theta` alone.
+
+    Plain eager autograd: ``autograd.grad(..., inputs=...)`` walks only the paths to the inputs
+    asked for, so a matvec :math:`A^\top w` never pays for :math:`\partial_\theta F`, and
+    :math:`F` is evaluated once instead of once per VJP. A graph is built for a VJP when grad
+    mode is on at the call (inside a ``torch.func.vjp`` of the matvec, as normal CG takes).
+    """
+    x = [s.detach().requires_grad_() for s in sol]
+    theta = [operands[j].detach().requires_grad_() for j in index]
+    tensors = list(operands)
+    for j, t in zip(index, theta, strict=True):
+        tensors[j] = t
+    with torch.enable_grad():
+        out = call.residual(optree.tree_unflatten(call.sol_spec, x), tuple(tensors))
+    _check_residual(call, out, sol)
+    outs = optree.tree_leaves(out)
+
+    def pullback(inputs: list[Tensor], cotangent: Any, retain: bool) -> list[Tensor]:
+        cot, spec = optree.tree_flatten(cotangent)
+        if spec != call.sol_spec:
+            raise ValueError(
+                "custom_root: the linear solver must apply matvec to trees with the structure "
+                f"of the solution; solution: {call.sol_spec}, got: {spec}."
+            )
+        pairs = [(o, c) for o, c in zip(outs, cot, strict=True) if o.requires_grad]
+        if not pairs:
+            return [torch.zeros_like(t) for t in inputs]
+        return list(
+            torch.autograd.grad(
+                [o for o, _ in pairs],
+                inputs,
+                [c for _, c in pairs],
+                retain_graph=retain,
+                create_graph=torch.is_grad_enabled(),
+                allow_unused=True,
+                materialize_grads=True,
+            )
+        )
+
+    def vjp_x(w: Any) -> Any:
+        return optree.tree_unflatten(call.sol_spec, pullback(x, w, retain=True))
+
+    def vjp_theta(u: Any) -> Any:
+        return pullback(theta, u, retain=False)
+
+    return out, vjp_x, vjp_theta
+
+
+def _linearize_func(
+    call: RootCall, sol: tuple[Tensor, ...], operands: tuple[Tensor, ...], index: list[int]
+) -> tuple[Any, Pullback, Pullback]:
+    """The same VJPs by ``torch.func.vjp``: under transforms and for higher-order backward."""
+    solution = optree.tree_unflatten(call.sol_spec, list(sol))
+
+    def residual_of_solution(x: Any) -> Any:
+        return call.residual(x, operands)
+
+    out, vjp_fn, *_ = torch.func.vjp(residual_of_solution, solution)
+    _check_residual(call, out, sol)
+
+    def residual_of_theta(*theta: Tensor) -> Any:
+        tensors = list(operands)
+        for j, t in zip(index, theta, strict=True):
+            tensors[j] = t
+        return call.residual(solution, tuple(tensors))
+
+    def vjp_theta(u: Any) -> Any:
+        _, vjp_fn_theta, *_ = torch.func.vjp(residual_of_theta, *(operands[j] for j in index))
+        return vjp_fn_theta(u)
+
+    return out, lambda w: vjp_fn(w)[0], vjp_theta
+
+
 def implicit_vjp(
     call: RootCall,
     sol: tuple[Tensor, ...],
@@ -78,26 +158,16 @@ def implicit_vjp(
     r"""Cotangents of the differentiated operands: :math:`-B^\top u` with :math:`A^\top u = g`.
 
     :math:`A = \partial_x F(x^\star, \theta)` and :math:`B = \partial_\theta F(x^\star, \theta)`.
+    A first-order backward in eager mode takes both VJPs from one graph of :math:`F`
+    (:func:`_linearize_plain`); under ``torch.func`` transforms, ``torch.compile`` or
+    ``create_graph=True`` they are ``torch.func.vjp`` s (:func:`_linearize_func`).
     """
-    solution = optree.tree_unflatten(call.sol_spec, list(sol))
-
-    def residual_of_solution(x: Any) -> Any:
-        return call.residual(x, operands)
-
-    out, vjp_x, *_ = torch.func.vjp(residual_of_solution, solution)
-    _check_residual(call, out, sol)
-    neg_g = optree.tree_unflatten(call.sol_spec, [-g for g in grads])
-    u = call.solve(lambda w: vjp_x(w)[0], neg_g)
-
     index = [j for j, d in enumerate(call.diff) if d]
-
-    def residual_of_theta(*theta: Tensor) -> Any:
-        tensors = list(operands)
-        for j, t in zip(index, theta, strict=True):
-            tensors[j] = t
-        return call.residual(solution, tuple(tensors))
-
-    _, vjp_theta, *_ = torch.func.vjp(residual_of_theta, *(operands[j] for j in index))
+    plain = not torch.is_grad_enabled() and plain_autograd((*sol, *operands, *grads))
+    linearize = _linearize_plain if plain else _linearize_func
+    _, vjp_x, vjp_theta = linearize(call, sol, operands, index)
+    neg_g = optree.tree_unflatten(call.sol_spec, [-g for g in grads])
+    u = call.solve(vjp_x, neg_g)
     theta_grads = vjp_theta(u)
     result: list[Tensor | None] = [None] * len(operands)
     for j, g in zip(index, theta_grads, strict=True):
