@@ -5,7 +5,7 @@ from typing import Any
 
 from torchopt_lite.linalg._krylov import check_tolerances, resolve_policy
 from torchopt_lite.linalg.info import OnNonconvergence
-from torchopt_lite.linear_solve.utils import Matvec
+from torchopt_lite.linear_solve.utils import Matvec, make_ridge_matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 Preconditioner = TensorTree | Callable[[TensorTree], TensorTree] | None
@@ -29,6 +29,39 @@ def check_krylov(
     check_ridge(name, ridge)
     check_tolerances(name, rtol, atol, maxiter)
     return resolve_policy(name, strict, on_nonconvergence, maxiter)
+
+
+def krylov_solver(
+    name: str,
+    factory: Callable[..., LinearSolver],
+    method: Callable[..., TensorTree],
+    options: dict[str, Any],
+    matvec: Matvec | None,
+    b: TensorTree | None,
+) -> LinearSolver:
+    """The solver of a Krylov factory (``solve_cg``, ``solve_bicgstab``): ``options`` checked,
+    an optional ridge added to ``matvec``, then ``method`` (``linalg.cg``, ...) with them."""
+    o = options
+    policy = check_krylov(
+        name, o["ridge"], o["rtol"], o["atol"], o["maxiter"], o["strict"], o["on_nonconvergence"]
+    )
+
+    def solve(matvec: Matvec, b: TensorTree) -> TensorTree:
+        if o["ridge"] is not None:
+            matvec = make_ridge_matvec(matvec, ridge=o["ridge"])
+        return method(
+            matvec,
+            b,
+            o["init"],
+            rtol=o["rtol"],
+            atol=o["atol"],
+            maxiter=o["maxiter"],
+            M=o["M"],
+            on_nonconvergence=policy,
+            info=o["info"],
+        )
+
+    return bind_system(name, factory, options, solve, matvec, b)
 
 
 def bind_system(

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from torchopt_lite import linalg
 from torchopt_lite.linalg.info import InfoCallback, OnNonconvergence
-from torchopt_lite.linear_solve._common import (
-    Preconditioner,
-    bind_system,
-    check_krylov,
-)
-from torchopt_lite.linear_solve.utils import Matvec, make_ridge_matvec
+from torchopt_lite.linear_solve._common import Preconditioner, krylov_solver
+from torchopt_lite.linear_solve.utils import Matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 
@@ -61,23 +57,6 @@ def solve_bicgstab(
     Note:
         Not in TorchOpt.
     """
-    policy = check_krylov("solve_bicgstab", ridge, rtol, atol, maxiter, strict, on_nonconvergence)
-
-    def solve(matvec: Matvec, b: TensorTree) -> TensorTree:
-        if ridge is not None:
-            matvec = make_ridge_matvec(matvec, ridge=ridge)
-        return linalg.bicgstab(
-            matvec,
-            b,
-            init,
-            rtol=rtol,
-            atol=atol,
-            maxiter=maxiter,
-            M=M,
-            on_nonconvergence=policy,
-            info=info,
-        )
-
     options = dict(
         ridge=ridge,
         init=init,
@@ -89,4 +68,4 @@ def solve_bicgstab(
         on_nonconvergence=on_nonconvergence,
         info=info,
     )
-    return bind_system("solve_bicgstab", solve_bicgstab, options, solve, matvec, b)
+    return krylov_solver("solve_bicgstab", solve_bicgstab, linalg.bicgstab, options, matvec, b)

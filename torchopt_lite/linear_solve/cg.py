@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from torchopt_lite import linalg
 from torchopt_lite.linalg.info import InfoCallback, OnNonconvergence
-from torchopt_lite.linear_solve._common import (
-    Preconditioner,
-    bind_system,
-    check_krylov,
-)
-from torchopt_lite.linear_solve.utils import Matvec, make_ridge_matvec
+from torchopt_lite.linear_solve._common import Preconditioner, krylov_solver
+from torchopt_lite.linear_solve.utils import Matvec
 from torchopt_lite.typing import LinearSolver, TensorTree
 
 
@@ -63,23 +59,6 @@ def solve_cg(
         TorchOpt's factory takes ``**kwargs``, so a misspelt option fails only at the first
         solve; these options are explicit and validated here.
     """
-    policy = check_krylov("solve_cg", ridge, rtol, atol, maxiter, strict, on_nonconvergence)
-
-    def solve(matvec: Matvec, b: TensorTree) -> TensorTree:
-        if ridge is not None:
-            matvec = make_ridge_matvec(matvec, ridge=ridge)
-        return linalg.cg(
-            matvec,
-            b,
-            init,
-            rtol=rtol,
-            atol=atol,
-            maxiter=maxiter,
-            M=M,
-            on_nonconvergence=policy,
-            info=info,
-        )
-
     options = dict(
         ridge=ridge,
         init=init,
@@ -91,4 +70,4 @@ def solve_cg(
         on_nonconvergence=on_nonconvergence,
         info=info,
     )
-    return bind_system("solve_cg", solve_cg, options, solve, matvec, b)
+    return krylov_solver("solve_cg", solve_cg, linalg.cg, options, matvec, b)
