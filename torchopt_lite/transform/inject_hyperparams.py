@@ -49,6 +49,20 @@ def _is_numeric(value: Any) -> bool:
     return False
 
 
+def _is_per_parameter(value: Any) -> bool:
+    """A tree (dict, list, ...) of floats or float tensors: one value per parameter leaf."""
+    if _is_numeric(value) or isinstance(value, Tensor) or callable(value):
+        return False
+    leaves, spec = optree.tree_flatten(value)
+    if spec.is_leaf() or not leaves:
+        return False
+    return all(
+        isinstance(x, float)
+        or (isinstance(x, Tensor) and (x.is_floating_point() or x.is_complex()))
+        for x in leaves
+    )
+
+
 def _as_tensor(value: Any, dtype: torch.dtype, device: torch.device | None) -> Any:
     """Numbers to 0-d tensors; tensors as they are; tuples entry by entry.
 
@@ -76,6 +90,10 @@ def inject_hyperparams(
     - **injected** if it is a float, a one-element float tensor or a tuple of them: stored as a
       0-d tensor (a tensor you pass is stored as it is, so one that requires grad makes the
       steps differentiable in it);
+    - **per parameter** if it is a tree with the structure of the params whose leaves are floats
+      or one-element float tensors: stored as that tree of 0-d tensors. Each parameter leaf then
+      has its own optimizer, built with its own values, and its own state (a Python loop over
+      the leaves);
     - **static** otherwise (integers such as sizes and seeds, booleans, masks,
       ``static_args``): passed through unchanged. Pass ``1.0``, not ``1``, to inject a one.
 
@@ -116,7 +134,10 @@ def inject_hyperparams(
         Each alias takes tensor hyperparameters in its plain (multi-tensor or per-leaf) formula;
         a fused kernel is used only where all of an optimizer's hyperparameters are numbers.
         Values of tensors are validated where that is free (on the CPU, outside ``vmap`` and
-        ``torch.compile``); elsewhere they are taken as given.
+        ``torch.compile``); elsewhere they are taken as given. With per-parameter values each
+        leaf is optimized on its own: exact for the optimizers whose math is per leaf, while
+        those that couple leaves (a global norm, L-BFGS's flat vector, SAM) see one leaf at a
+        time.
     """
     static = {static_args} if isinstance(static_args, str) else set(static_args)
     signature = inspect.signature(inner_factory)
@@ -139,8 +160,18 @@ def inject_hyperparams(
             k: v for k, v in given.items() if k not in static and k not in schedules
             and _is_numeric(v)
         }  # fmt: skip
-        fixed = {k: v for k, v in given.items() if k not in schedules and k not in numeric}
-        inner_factory(**given)  # validate the starting values now, not at the first step
+        per_param = {
+            k: v for k, v in given.items() if k not in static and k not in schedules
+            and k not in numeric and _is_per_parameter(v)
+        }  # fmt: skip
+        fixed = {
+            k: v for k, v in given.items() if k not in schedules and k not in numeric
+            and k not in per_param
+        }  # fmt: skip
+        # validate the starting values now, not at the first step (each per-parameter value)
+        columns = {k: optree.tree_leaves(v) for k, v in per_param.items()}
+        for j in range(max((len(c) for c in columns.values()), default=0) or 1):
+            inner_factory(**fixed, **numeric, **schedules, **{k: c[j] for k, c in columns.items()})
 
         def values_at(count: Tensor, stored: dict[str, Any], like: Any) -> dict[str, Any]:
             dtype, device = like
@@ -149,13 +180,42 @@ def inject_hyperparams(
                 out[k] = _as_tensor(s(count), dtype, device)
             return out
 
+        def per_leaf(spec: Any, hyper: dict[str, Any]) -> list[dict[str, Any]]:
+            """The values of each parameter leaf (shared ones repeated)."""
+            columns = {}
+            for k in per_param:
+                try:
+                    columns[k] = spec.flatten_up_to(hyper[k])
+                except ValueError as err:
+                    raise ValueError(
+                        f"inject_hyperparams: {k} must have the tree structure of the params; "
+                        f"params: {spec}, {k}: {optree.tree_structure(hyper[k])}."
+                    ) from err
+            shared = {k: v for k, v in hyper.items() if k not in per_param}
+            return [
+                {**shared, **{k: c[j] for k, c in columns.items()}} for j in range(spec.num_leaves)
+            ]
+
         def init_fn(params: Any) -> InjectHyperparamsState:
             like = _dtype_and_device(params, hyperparam_dtype)
             count = torch.zeros((), dtype=torch.int64, device=like[1])
             hyper = {k: _as_tensor(v, *like) for k, v in numeric.items()}
+            hyper.update(
+                {
+                    k: optree.tree_map(lambda x: _as_tensor(x, *like), v)
+                    for k, v in per_param.items()
+                }
+            )
             hyper = values_at(count, hyper, like)
-            inner = inner_factory(**fixed, **hyper)
-            return InjectHyperparamsState(count, hyper, inner.init(params))
+            if not per_param:
+                inner = inner_factory(**fixed, **hyper)
+                return InjectHyperparamsState(count, hyper, inner.init(params))
+            leaves, spec = optree.tree_flatten(params, none_is_leaf=True)
+            states = tuple(
+                inner_factory(**fixed, **h).init(x)
+                for x, h in zip(leaves, per_leaf(spec, hyper), strict=True)
+            )
+            return InjectHyperparamsState(count, hyper, states)
 
         def update_fn(
             updates: Any,
@@ -185,13 +245,45 @@ def inject_hyperparams(
             if isinstance(first, Tensor):
                 like = (first.dtype, first.device)
             hyper = values_at(state.count, state.hyperparams, like)
-            inner = inner_factory(**fixed, **hyper)
-            extra = extra_args_filter(inner.update)(extra_args) if extra_args else {}
-            updates, inner_state = inner.update(
-                updates, state.inner_state, params=params, inplace=inplace, **extra
-            )
+            if per_param:
+                updates, inner_state = _update_per_leaf(
+                    updates, state.inner_state, params, inplace, extra_args, hyper
+                )
+            else:
+                inner = inner_factory(**fixed, **hyper)
+                extra = extra_args_filter(inner.update)(extra_args) if extra_args else {}
+                updates, inner_state = inner.update(
+                    updates, state.inner_state, params=params, inplace=inplace, **extra
+                )
             count = state.count.add_(1) if inplace else state.count + 1
             return updates, InjectHyperparamsState(count, hyper, inner_state)
+
+        def _update_per_leaf(
+            updates: Any,
+            states: Any,
+            params: Any,
+            inplace: bool,
+            extra_args: dict[str, Any],
+            hyper: dict[str, Any],
+        ) -> tuple[Any, tuple[Any, ...]]:
+            leaves, spec = optree.tree_flatten(updates, none_is_leaf=True)
+            if not isinstance(states, tuple) or len(states) != len(leaves):
+                raise ValueError(
+                    "inject_hyperparams: the state holds one optimizer state per parameter leaf; "
+                    f"got {type(states).__name__} for {len(leaves)} leaves. Pass the state "
+                    "returned by this optimizer's init()."
+                )
+            p_leaves = [None] * len(leaves) if params is None else spec.flatten_up_to(params)
+            out, new_states = list(leaves), list(states)
+            for j, h in enumerate(per_leaf(spec, hyper)):
+                if leaves[j] is None:
+                    continue  # no gradient: the state of this leaf is kept as it is
+                inner = inner_factory(**fixed, **h)
+                extra = extra_args_filter(inner.update)(extra_args) if extra_args else {}
+                out[j], new_states[j] = inner.update(
+                    leaves[j], states[j], params=p_leaves[j], inplace=inplace, **extra
+                )
+            return optree.tree_unflatten(spec, out), tuple(new_states)
 
         return GradientTransformation(init_fn, update_fn)
 
