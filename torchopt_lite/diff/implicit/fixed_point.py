@@ -78,12 +78,17 @@ def fixed_point_iteration(
     def update(state: _PlainState, x: Tensor, fx: Tensor, k: int) -> _PlainState:
         return _PlainState(x, fx)
 
+    options = dict(maxiter=maxiter, rtol=rtol, atol=atol, check_every=check_every)
+    return _solver("fixed_point_iteration", _PlainState, propose, update, options)
+
+
+def _solver(
+    name: str, init: Any, propose: Any, update: Any, options: dict[str, Any]
+) -> Callable[[Callable[[Any], Any], Any], tuple[Any, FixedPointInfo]]:
+    """A solver ``(fn, x0) -> (x, info)`` running one method's steps in the shared loop."""
+
     def solver(fn: Callable[[Any], Any], x0: Any) -> tuple[Any, FixedPointInfo]:
-        problem = FlatProblem("fixed_point_iteration", fn, x0)
-        return run(
-            problem, _PlainState, propose, update,
-            maxiter=maxiter, rtol=rtol, atol=atol, check_every=check_every,
-        )  # fmt: skip
+        return run(FlatProblem(name, fn, x0), init, propose, update, **options)
 
     return solver
 
@@ -170,14 +175,8 @@ def anderson(
         slot = (k + 1) % m
         return _AndersonState(_ring_write(state.X, slot, x), _ring_write(state.F, slot, fx))
 
-    def solver(fn: Callable[[Any], Any], x0: Any) -> tuple[Any, FixedPointInfo]:
-        problem = FlatProblem("anderson", fn, x0)
-        return run(
-            problem, init, propose, update,
-            maxiter=maxiter, rtol=rtol, atol=atol, check_every=check_every,
-        )  # fmt: skip
-
-    return solver
+    options = dict(maxiter=maxiter, rtol=rtol, atol=atol, check_every=check_every)
+    return _solver("anderson", init, propose, update, options)
 
 
 class _BroydenState(NamedTuple):
@@ -271,11 +270,5 @@ def broyden(
         slot = k % mem
         return _BroydenState(x, g, _ring_write(state.U, slot, u), _ring_write(state.V, slot, v))
 
-    def solver(fn: Callable[[Any], Any], x0: Any) -> tuple[Any, FixedPointInfo]:
-        problem = FlatProblem("broyden", fn, x0)
-        return run(
-            problem, init, propose, update,
-            maxiter=maxiter, rtol=rtol, atol=atol, check_every=check_every,
-        )  # fmt: skip
-
-    return solver
+    options = dict(maxiter=maxiter, rtol=rtol, atol=atol, check_every=check_every)
+    return _solver("broyden", init, propose, update, options)
